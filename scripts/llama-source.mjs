@@ -50,7 +50,7 @@ export function ensureLlamaSource({ log = () => {} } = {}) {
     const tmp = `${dest}.tmp-${process.pid}`;
     rmSync(tmp, { recursive: true, force: true });
     log(`cloning llama.cpp ${release.tag} from node-llama-cpp's bundle`);
-    execFileSync("git", ["clone", "--quiet", release.bundle, tmp], { stdio: ["ignore", "ignore", "inherit"] });
+    execFileSync("git", ["-c", "advice.detachedHead=false", "clone", "--quiet", release.bundle, tmp], { stdio: ["ignore", "ignore", "inherit"] });
     writeFileSync(join(tmp, ".complete"), release.id);
     try {
         renameSync(tmp, dest);
