@@ -1,0 +1,114 @@
+import type { Argv, CommandModule } from "yargs";
+import { CONFIG_KEYS } from "../../config/keys.js";
+import { ConfigError, loadConfig } from "../../config/loader.js";
+import type { Config } from "../../config/schema.js";
+import { createLogger } from "../../observability/logger.js";
+import { createServer } from "../../server.js";
+
+interface ServeArgs {
+    config?: string;
+    model?: string;
+    host?: string;
+    port?: string;
+    "api-key"?: string[];
+    "admin-key"?: string[];
+    "log-level"?: string;
+    [key: string]: unknown;
+}
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
+
+/** Collects the config keys given on the command line, keyed by dotted path. */
+function flagsFrom(argv: ServeArgs): Record<string, unknown> {
+    const flags: Record<string, unknown> = {};
+    for (const key of CONFIG_KEYS) if (argv[key.flag] !== undefined) flags[key.path] = argv[key.flag];
+    const short: [keyof ServeArgs, string][] = [
+        ["model", "model.path"],
+        ["host", "server.host"],
+        ["port", "server.port"],
+        ["api-key", "auth.apiKeys"],
+        ["admin-key", "auth.adminKeys"],
+        ["log-level", "server.logLevel"],
+    ];
+    for (const [arg, path] of short) {
+        const v = argv[arg];
+        if (v === undefined) continue;
+        // Repeatable flags may also carry comma lists: --api-key a,b --api-key c
+        flags[path] = Array.isArray(v) ? v.flatMap((s) => String(s).split(",")).map((s) => s.trim()).filter(Boolean) : v;
+    }
+    return flags;
+}
+
+export async function runServe(argv: ServeArgs): Promise<void> {
+    let config: Config;
+    try {
+        config = loadConfig({ file: argv.config ?? process.env.EMBEDDING_SERVER_CONFIG, flags: flagsFrom(argv) });
+    } catch (err) {
+        if (err instanceof ConfigError) {
+            console.error(err.message);
+            process.exit(2);
+        }
+        throw err;
+    }
+    const logger = createLogger(config.server.logLevel);
+    if (!LOOPBACK.test(config.server.host) && config.auth.apiKeys.length === 0) {
+        logger.warn(
+            { host: config.server.host },
+            `listening on ${config.server.host} with no API keys: anyone who can reach this port can use the server. Set --api-key or EMBEDDING_SERVER_API_KEYS`,
+        );
+    }
+    const server = await createServer({ config, logger });
+    let shuttingDown = false;
+    const shutdown = async (signal: string) => {
+        if (shuttingDown) return;
+        shuttingDown = true;
+        logger.info({ signal, drainTimeoutMs: config.server.drainTimeoutMs }, "shutting down: draining in-flight requests");
+        try {
+            await server.close();
+            logger.info("shutdown complete");
+            process.exit(0);
+        } catch (err) {
+            logger.error({ err }, "shutdown failed");
+            process.exit(1);
+        }
+    };
+    process.on("SIGTERM", () => void shutdown("SIGTERM"));
+    process.on("SIGINT", () => void shutdown("SIGINT"));
+
+    const address = await server.app.listen({ host: config.server.host, port: config.server.port });
+    logger.info({ address, models: config.models.map((m) => m.id ?? m.path) }, "listening; loading models");
+    try {
+        await server.loadModels();
+    } catch (err) {
+        logger.fatal({ err: (err as Error).message }, "a model failed to load");
+        await server.close().catch(() => undefined);
+        process.exit(1);
+    }
+    logger.info({ address }, "ready");
+}
+
+export const serveCommand: CommandModule<object, ServeArgs> = {
+    command: "serve",
+    describe: "Serve embeddings over HTTP",
+    builder: (yargs: Argv) => {
+        let y = yargs
+            .option("config", { alias: "c", type: "string", describe: "YAML or JSON config file (env: EMBEDDING_SERVER_CONFIG)" })
+            .option("model", { alias: "m", type: "string", describe: "GGUF model path (model.path)" })
+            .option("host", { type: "string", describe: "Address to listen on (server.host, default 127.0.0.1)" })
+            .option("port", { alias: "p", type: "string", describe: "Port (server.port, default 8080)" })
+            .option("api-key", { type: "string", array: true, describe: "Require this API key; repeatable or comma-separated (auth.apiKeys)" })
+            .option("admin-key", { type: "string", array: true, describe: "Key for admin routes (auth.adminKeys)" })
+            .option("log-level", { type: "string", describe: "fatal|error|warn|info|debug|trace|silent (server.logLevel)" });
+        for (const key of CONFIG_KEYS) {
+            y = y.option(key.flag, {
+                // Strings here; the config loader coerces them so errors name the key and the value.
+                type: "string",
+                array: key.kind === "string[]" ? true : undefined,
+                describe: `${key.kind}${key.values ? `: ${key.values.join("|")}` : ""} (env ${key.env})`,
+                group: "Configuration keys (flag > env > file > default):",
+            });
+        }
+        return y as unknown as Argv<ServeArgs>;
+    },
+    handler: runServe,
+};
