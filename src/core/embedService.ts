@@ -4,6 +4,9 @@ import type { Metrics } from "../observability/metrics.js";
 import { InputTooLongError, InvalidRequestError, TooManyInputsError } from "./errors.js";
 import { postprocess } from "./vectors.js";
 
+/** Half of a surrogate pair with no other half: not encodable as UTF-8 for the tokenizer. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
 /** A text, or token ids used verbatim (no special tokens are added to them). */
 export type EmbedInput = string | readonly number[];
 
@@ -24,6 +27,8 @@ export interface EmbedRequest {
     /** Name of the request field holding the inputs, for error messages ("input", "texts"). */
     field?: string;
     signal?: AbortSignal;
+    /** Called with the request's token count before it is queued; throws to refuse (rate limits). */
+    admit?: (tokens: number) => Promise<void>;
 }
 
 export interface EmbedResult {
@@ -78,6 +83,7 @@ export class EmbedService {
         const tokenizeStart = performance.now();
         const sequences = await Promise.all(request.inputs.map((input, i) => this.tokenize(handle, input, prefix, truncate, `${field}[${i}]`)));
         this.metrics.tokenizeDuration.observe({ model: handle.id }, (performance.now() - tokenizeStart) / 1000);
+        if (request.admit) await request.admit(sequences.reduce((n, s) => n + s.length, 0));
 
         const raw = await handle.batcher!.submit(sequences, request.signal);
         const normalize = request.normalize ?? true;
@@ -109,6 +115,10 @@ export class EmbedService {
         const limit = engine.info.contextLength;
         if (typeof input === "string") {
             if (input.length === 0) throw new InvalidRequestError(`${param} is an empty string; every input needs at least one character`, { param });
+            if (LONE_SURROGATE.test(input)) {
+                throw new InvalidRequestError(`${param} contains an unpaired UTF-16 surrogate; send valid Unicode text`, { param });
+            }
+            if (input.includes("\0")) throw new InvalidRequestError(`${param} contains a NUL character (\\u0000), which text inputs may not`, { param });
             if (input.length > this.limits.maxInputChars) {
                 throw new InputTooLongError(`${param} has ${input.length} characters; the limit is ${this.limits.maxInputChars}`, { param });
             }

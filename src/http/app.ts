@@ -10,6 +10,7 @@ import type { ModelRegistry } from "../models/registry.js";
 import type { Metrics } from "../observability/metrics.js";
 import { registerErrorHandling } from "./errorHandler.js";
 import { registerAuth } from "./plugins/auth.js";
+import { registerRateLimit, type RateLimitOptions } from "./plugins/rateLimit.js";
 import { registerRequestContext } from "./plugins/requestContext.js";
 import { openaiRoutes } from "./routes/openai.js";
 import { seedRoutes } from "./routes/seed.js";
@@ -23,6 +24,8 @@ export interface AppDeps {
     logger: Logger;
     version: string;
     lifecycle: Lifecycle;
+    /** Shared stores for rate limits (Redis) when several instances run. */
+    rateLimitStores?: Pick<RateLimitOptions, "tokenStore" | "redis">;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
@@ -49,9 +52,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         void reply.header("x-request-id", request.id);
     });
 
-    registerErrorHandling(app, metrics);
+    registerErrorHandling(app, metrics, config.server.bodyLimit);
+    // JSON only: Fastify's built-in text/plain parser would turn a text body into a confusing schema error.
+    app.removeContentTypeParser("text/plain");
     registerRequestContext(app, { metrics, timeoutMs: config.server.requestTimeoutMs });
     registerAuth(app, { apiKeys: config.auth.apiKeys, adminKeys: config.auth.adminKeys, metricsPublic: config.metrics.public });
+    await registerRateLimit(app, { config: config.rateLimit, metrics, ...deps.rateLimitStores });
 
     if (config.docs.enabled) {
         await app.register(swagger, {

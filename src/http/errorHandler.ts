@@ -39,13 +39,13 @@ function fromValidation(err: FastifyError & { validation?: ValidationItem[]; val
 }
 
 /** Maps anything thrown to the catalogue in core/errors.ts. */
-export function toApiError(err: unknown): ApiError {
+export function toApiError(err: unknown, bodyLimit?: number): ApiError {
     if (isApiError(err)) return err;
     const e = err as FastifyError & { validation?: ValidationItem[]; type?: string; status?: number; statusCode?: number };
     if (e?.validation) return fromValidation(e);
     switch (e?.code) {
         case "FST_ERR_CTP_BODY_TOO_LARGE":
-            return new BodyTooLargeError(`request body is larger than the limit of ${e.message.match(/\d+/)?.[0] ?? "server.bodyLimit"} bytes`);
+            return new BodyTooLargeError(`request body is larger than the limit of ${bodyLimit ?? "server.bodyLimit"} bytes (server.bodyLimit)`);
         case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
             return new UnsupportedMediaTypeError("Content-Type must be application/json");
         case "FST_ERR_CTP_EMPTY_JSON_BODY":
@@ -55,7 +55,7 @@ export function toApiError(err: unknown): ApiError {
             return new MalformedBodyError("request body is not valid JSON");
     }
     if (e instanceof SyntaxError || e?.statusCode === 400) return new MalformedBodyError("request body is not valid JSON");
-    if (e?.statusCode === 413) return new BodyTooLargeError("request body is too large");
+    if (e?.statusCode === 413) return new BodyTooLargeError(`request body is larger than the limit of ${bodyLimit ?? "server.bodyLimit"} bytes (server.bodyLimit)`);
     if (e?.statusCode === 415) return new UnsupportedMediaTypeError("Content-Type must be application/json");
     return new InternalError("internal server error", { cause: err });
 }
@@ -70,19 +70,27 @@ export function sendError(reply: FastifyReply, err: ApiError) {
 }
 
 /** The one place errors become HTTP responses. 5xx bodies never carry internals. */
-export function registerErrorHandling(app: FastifyInstance, metrics: Metrics) {
+export function registerErrorHandling(app: FastifyInstance, metrics: Metrics, bodyLimit: number) {
+    // Route patterns by method, to tell "wrong method" (405) from "no such route" (404).
+    const patterns: { method: string; regex: RegExp }[] = [];
+    app.addHook("onRoute", (route) => {
+        const regex = new RegExp(`^${route.url.replace(/[.*+?^${}()|[\]\\]/g, "\\$&").replace(/:[A-Za-z_]\w*/g, "[^/]+")}/?$`);
+        for (const method of [route.method].flat()) patterns.push({ method, regex });
+    });
     app.setErrorHandler((err: unknown, request: FastifyRequest, reply: FastifyReply) => {
-        const apiError = toApiError(err);
+        const apiError = toApiError(err, bodyLimit);
         metrics.errors.inc({ code: apiError.code });
         if (apiError.status >= 500) request.log.error({ err, code: apiError.code }, "request failed");
         else request.log.info({ code: apiError.code, param: apiError.param, msg: apiError.message }, "request rejected");
         return sendError(reply, apiError);
     });
     app.setNotFoundHandler((request, reply) => {
-        const known = app.hasRoute({ url: request.routeOptions.url ?? request.url.split("?")[0]!, method: "POST" }) || app.hasRoute({ url: request.url.split("?")[0]!, method: "GET" });
-        const err = known
-            ? new MethodNotAllowedError(`${request.method} is not allowed on ${request.url.split("?")[0]}`)
-            : new RouteNotFoundError(`no route ${request.method} ${request.url.split("?")[0]}`);
+        const path = request.url.split("?")[0]!;
+        const allowed = [...new Set(patterns.filter((p) => p.regex.test(path)).map((p) => p.method))];
+        if (allowed.length) void reply.header("allow", allowed.join(", "));
+        const err = allowed.length
+            ? new MethodNotAllowedError(`${request.method} is not allowed on ${path}; use ${allowed.join(" or ")}`)
+            : new RouteNotFoundError(`no route ${request.method} ${path}`);
         metrics.errors.inc({ code: err.code });
         return sendError(reply, err);
     });

@@ -51,7 +51,7 @@ for (const preset of ["bert-tiny", "qwen3-tiny"] as const) {
         });
 
         it("concurrent requests give the same vectors as sequential ones", async () => {
-            const sequential = [];
+            const sequential: number[][] = [];
             for (const text of SAMPLE_TEXTS) sequential.push((await server.post("/embed", { text })).json().embedding);
             const concurrent = await Promise.all(SAMPLE_TEXTS.map((text) => server.post("/embed", { text })));
             concurrent.forEach((res, i) => {

@@ -35,6 +35,7 @@ export function openaiRoutes(service: EmbedService, registry: ModelRegistry, sta
                     dimensions: body.dimensions,
                     field: "input",
                     signal: request.cancelSignal,
+                    admit: request.chargeTokens,
                 }),
                 request.cancelSignal,
             );

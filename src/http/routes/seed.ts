@@ -24,7 +24,7 @@ export function seedRoutes(service: EmbedService): FastifyPluginAsyncZod {
             async (request) => {
                 const { text, ...options } = request.body;
                 const result = await untilAborted(
-                    service.embed({ ...options, inputType: options.input_type, promptName: options.prompt_name, inputs: [text], field: "text", signal: request.cancelSignal }),
+                    service.embed({ ...options, inputType: options.input_type, promptName: options.prompt_name, inputs: [text], field: "text", signal: request.cancelSignal, admit: request.chargeTokens }),
                     request.cancelSignal,
                 );
                 request.usage = { inputs: 1, tokens: result.totalTokens, model: result.model };
@@ -45,7 +45,7 @@ export function seedRoutes(service: EmbedService): FastifyPluginAsyncZod {
             async (request) => {
                 const { texts, ...options } = request.body;
                 const result = await untilAborted(
-                    service.embed({ ...options, inputType: options.input_type, promptName: options.prompt_name, inputs: texts, field: "texts", signal: request.cancelSignal }),
+                    service.embed({ ...options, inputType: options.input_type, promptName: options.prompt_name, inputs: texts, field: "texts", signal: request.cancelSignal, admit: request.chargeTokens }),
                     request.cancelSignal,
                 );
                 request.usage = { inputs: texts.length, tokens: result.totalTokens, model: result.model };
@@ -70,7 +70,7 @@ export function seedRoutes(service: EmbedService): FastifyPluginAsyncZod {
                 if (pair === ranking) {
                     throw new InvalidRequestError("send either text1 and text2, or query and documents", { param: pair ? "query" : "text1" });
                 }
-                const common = { model, truncate, dimensions, signal: request.cancelSignal };
+                const common = { model, truncate, dimensions, signal: request.cancelSignal, admit: request.chargeTokens };
                 if (pair) {
                     if (text1 === undefined) throw new InvalidRequestError("text1: is required", { param: "text1" });
                     if (text2 === undefined) throw new InvalidRequestError("text2: is required", { param: "text2" });

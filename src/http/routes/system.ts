@@ -21,7 +21,7 @@ export function systemRoutes(deps: { registry: ModelRegistry; metrics: Metrics; 
         app.get(
             "/health",
             {
-                config: { access: "public" },
+                config: { access: "public", rateLimit: false },
                 schema: { tags: ["system"], summary: "200 when every model is ready, 503 while loading or draining", response: { 200: healthResponse, 503: healthResponse } },
             },
             async (_request, reply) => {
@@ -64,7 +64,7 @@ export function systemRoutes(deps: { registry: ModelRegistry; metrics: Metrics; 
         }));
 
         if (deps.metricsEnabled) {
-            app.get("/metrics", { config: { access: "metrics" }, schema: { tags: ["system"], summary: "Prometheus metrics", hide: false } }, async (_request, reply) => {
+            app.get("/metrics", { config: { access: "metrics", rateLimit: false }, schema: { tags: ["system"], summary: "Prometheus metrics", hide: false } }, async (_request, reply) => {
                 registry.updateGauges();
                 return reply.type(metrics.contentType).send(await metrics.render());
             });
