@@ -56,7 +56,7 @@ for (const preset of ["bert-tiny", "qwen3-tiny"] as const) {
             const concurrent = await Promise.all(SAMPLE_TEXTS.map((text) => server.post("/embed", { text })));
             concurrent.forEach((res, i) => {
                 assert.equal(res.statusCode, 200);
-                const c = cosine(res.json().embedding, sequential[i]);
+                const c = cosine(res.json().embedding, sequential[i]!);
                 assert.ok(c >= 0.9999, `input ${i}: cosine ${c}`);
             });
         });
