@@ -1,0 +1,423 @@
+// Builds the native batched embedding addon (native/ + llama.cpp, statically linked) into
+// native/build/embedding_native.node. Runs during `npm ci`, before TypeScript is compiled,
+// so it is plain ESM JavaScript. It never fails the install: when cmake, a compiler or the
+// build itself is missing/broken it prints one line and exits 0, and the server falls back
+// to the node-llama-cpp engine.
+//
+// Environment:
+//   EMBEDDING_SERVER_SKIP_NATIVE=1   skip entirely
+//   EMBEDDING_SERVER_NO_CUDA=1       never try CUDA even when nvcc is found
+//   EMBEDDING_SERVER_FORCE_NATIVE=1  rebuild even when the cached .node exists
+//   EMBEDDING_SERVER_BUILD_JOBS=N    parallel compile jobs (default: available cores)
+//   EMBEDDING_SERVER_BUILD_VERBOSE=1 show full cmake/compiler output
+//   EMBEDDING_SERVER_BUILD_CACHE     cache root (see llama-source.mjs), LLAMA_CPP_DIR: source tree
+import { execFileSync, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import {
+    copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync,
+} from "node:fs";
+import { createRequire } from "node:module";
+import { availableParallelism } from "node:os";
+import { delimiter, dirname, join, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { ensureLlamaSource, userCacheRoot } from "./llama-source.mjs";
+
+const require = createRequire(import.meta.url);
+export const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+export const nativeDir = join(packageRoot, "native");
+export const addonOutput = join(nativeDir, "build", "embedding_native.node");
+
+const PREFIX = "[embedding-server native]";
+const log = (msg) => console.log(`${PREFIX} ${msg}`);
+
+/** Looks an executable up on PATH (plus optional extra dirs); returns its path or undefined. */
+export function which(name, extraDirs = []) {
+    const exts = process.platform === "win32" ? (process.env.PATHEXT || ".EXE;.CMD;.BAT").split(";") : [""];
+    const dirs = [...(process.env.PATH || "").split(delimiter), ...extraDirs].filter(Boolean);
+    for (const dir of dirs) {
+        for (const ext of exts) {
+            const p = join(dir, name + ext);
+            try {
+                if (statSync(p).isFile()) return p;
+            } catch {
+                // not here
+            }
+        }
+    }
+    return undefined;
+}
+
+function firstLine(cmd, args) {
+    try {
+        return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).split("\n")[0].trim();
+    } catch {
+        return undefined;
+    }
+}
+
+/** The tools needed to configure and compile; `problem` says what is missing. */
+export function detectToolchain() {
+    const cmake = which("cmake");
+    if (!cmake) return { problem: "cmake was not found on PATH" };
+    const cmakeVersion = firstLine(cmake, ["--version"]) || "cmake";
+    const cxx = process.env.CXX || ["c++", "g++", "clang++"].map((n) => which(n)).find(Boolean);
+    if (!cxx) return { problem: "no C++ compiler (c++, g++ or clang++) was found" };
+    const cxxVersion = firstLine(cxx, ["--version"]) || cxx;
+    const ninja = which("ninja");
+    const ccache = which("ccache");
+    return { cmake, cmakeVersion, cxx, cxxVersion, ninja, ccache };
+}
+
+/** nvcc on PATH or in the usual CUDA location, unless disabled. */
+export function detectCuda() {
+    if (process.env.EMBEDDING_SERVER_NO_CUDA === "1") return undefined;
+    if (process.platform === "darwin") return undefined;
+    const extra = process.platform === "win32" ? [] : ["/usr/local/cuda/bin"];
+    if (process.env.CUDA_PATH) extra.unshift(join(process.env.CUDA_PATH, "bin"));
+    return which("nvcc", extra);
+}
+
+/**
+ * CMake -D options for llama.cpp/ggml on this platform. `cuda` adds GGML_CUDA. Shared by the
+ * addon build and scripts/build-llama-tools.mjs so both use identical kernels.
+ */
+export function llamaCmakeOptions({ cuda = false, ccache = false } = {}) {
+    const opts = {
+        CMAKE_BUILD_TYPE: "Release",
+        BUILD_SHARED_LIBS: "OFF",
+        LLAMA_BUILD_TESTS: "OFF",
+        LLAMA_BUILD_EXAMPLES: "OFF",
+        LLAMA_BUILD_TOOLS: "OFF",
+        LLAMA_BUILD_SERVER: "OFF",
+        LLAMA_BUILD_APP: "OFF",
+        LLAMA_BUILD_COMMON: "OFF",
+        // This llama.cpp no longer has LLAMA_CURL (it is a deprecated no-op); HTTPS support is
+        // LLAMA_OPENSSL. Nothing here may download anything at build time.
+        LLAMA_OPENSSL: "OFF",
+        LLAMA_BUILD_UI: "OFF",
+        LLAMA_USE_PREBUILT_UI: "OFF",
+        FETCHCONTENT_FULLY_DISCONNECTED: "ON",
+        GGML_CCACHE: ccache ? "ON" : "OFF",
+        GGML_NATIVE: "ON",
+    };
+    if (process.platform === "darwin") {
+        opts.GGML_METAL = "ON";
+        opts.GGML_METAL_EMBED_LIBRARY = "ON";
+        opts.GGML_ACCELERATE = "ON";
+        // Apple clang has no OpenMP; ggml's own thread pool is used instead.
+        opts.GGML_OPENMP = "OFF";
+    } else {
+        opts.GGML_OPENMP = "ON";
+    }
+    if (cuda) opts.GGML_CUDA = "ON";
+    return opts;
+}
+
+export function cmakeDefines(opts) {
+    return Object.entries(opts).map(([k, v]) => `-D${k}=${v}`);
+}
+
+/** Identity of the llama.cpp source tree, for cache keys. */
+export function llamaSourceId(srcDir) {
+    const marker = join(srcDir, ".complete");
+    if (existsSync(marker)) return readFileSync(marker, "utf8").trim();
+    const head = firstLine("git", ["-C", srcDir, "rev-parse", "HEAD"]);
+    return head ? `git-${head}` : `path-${srcDir}`;
+}
+
+export function shortHash(parts) {
+    const h = createHash("sha256");
+    for (const p of parts) h.update(String(p)).update("\0");
+    return h.digest("hex").slice(0, 16);
+}
+
+function listFiles(dir) {
+    const out = [];
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+        const p = join(dir, entry.name);
+        if (entry.isDirectory()) {
+            if (entry.name !== "build") out.push(...listFiles(p));
+        } else {
+            out.push(p);
+        }
+    }
+    return out.sort();
+}
+
+/** The addon's own sources (CMakeLists.txt + src/**), relative path -> content. */
+function addonSources() {
+    const files = [join(nativeDir, "CMakeLists.txt"), ...listFiles(join(nativeDir, "src"))];
+    return files.map((f) => ({ rel: relative(nativeDir, f), content: readFileSync(f) }));
+}
+
+function nodeApiIncludeDir() {
+    const candidates = [join(dirname(dirname(process.execPath)), "include", "node")];
+    try {
+        candidates.push(join(dirname(require.resolve("node-api-headers/package.json")), "include"));
+    } catch {
+        // optional
+    }
+    return candidates.find((d) => existsSync(join(d, "node_api.h")));
+}
+
+function nodeAddonApiDir() {
+    try {
+        return dirname(require.resolve("node-addon-api/package.json"));
+    } catch {
+        return undefined;
+    }
+}
+
+function sleep(ms) {
+    return new Promise((r) => setTimeout(r, ms));
+}
+
+function pidAlive(pid) {
+    try {
+        process.kill(pid, 0);
+        return true;
+    } catch (err) {
+        return err.code === "EPERM";
+    }
+}
+
+/** Cross-process lock on a build directory (mkdir is atomic); waits for a live holder. */
+export async function withLock(dir, fn, { onWait } = {}) {
+    const lock = `${dir}.lock`;
+    mkdirSync(dirname(lock), { recursive: true });
+    let warned = false;
+    for (;;) {
+        try {
+            mkdirSync(lock);
+            writeFileSync(join(lock, "pid"), String(process.pid));
+            break;
+        } catch (err) {
+            if (err.code !== "EEXIST") throw err;
+            let holder = NaN;
+            try {
+                holder = Number(readFileSync(join(lock, "pid"), "utf8"));
+            } catch {
+                // being created or removed
+            }
+            if (Number.isFinite(holder) && holder > 0 && !pidAlive(holder)) {
+                rmSync(lock, { recursive: true, force: true });
+                continue;
+            }
+            if (!warned && onWait) onWait(holder);
+            warned = true;
+            await sleep(2000);
+        }
+    }
+    try {
+        return await fn();
+    } finally {
+        rmSync(lock, { recursive: true, force: true });
+    }
+}
+
+/**
+ * Runs a command, streaming a reasonable amount of output: cmake status lines and compiler
+ * progress go through (ninja progress is condensed), full output only when verbose. Resolves
+ * with the exit code and the tail of the output (for error reports).
+ */
+export function run(cmd, args, { cwd, verbose = process.env.EMBEDDING_SERVER_BUILD_VERBOSE === "1", filter } = {}) {
+    return new Promise((resolvePromise) => {
+        const child = spawn(cmd, args, { cwd, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, CLICOLOR_FORCE: "0" } });
+        const tail = [];
+        let lastProgress = 0;
+        const onLine = (line) => {
+            tail.push(line);
+            if (tail.length > 60) tail.shift();
+            if (verbose) return void console.log(line);
+            if (filter && filter(line)) return void console.log(`${PREFIX}   ${line.slice(0, 160)}`);
+            // ninja: "[123/456] Building ..." -> print about every 10%
+            const m = /^\[(\d+)\/(\d+)\]/.exec(line);
+            if (m) {
+                const pct = Math.floor((100 * Number(m[1])) / Number(m[2]));
+                if (pct >= lastProgress + 10 || m[1] === m[2]) {
+                    lastProgress = pct;
+                    console.log(`${PREFIX}   ${String(pct).padStart(3)}% ${line.replace(/^\[\d+\/\d+\]\s*/, "").slice(0, 110)}`);
+                }
+                return;
+            }
+            // make: "[ 42%] Building ..."
+            const mk = /^\[\s*(\d+)%\]/.exec(line);
+            if (mk) {
+                const pct = Number(mk[1]);
+                if (pct >= lastProgress + 10 || pct === 100) {
+                    lastProgress = pct;
+                    console.log(`${PREFIX}   ${line.slice(0, 120)}`);
+                }
+                return;
+            }
+            if (/\berror\b|FAILED:/i.test(line) && !/-Werror/.test(line)) console.log(`${PREFIX}   ${line.slice(0, 300)}`);
+        };
+        const split = (stream) => {
+            let buf = "";
+            stream.setEncoding("utf8");
+            stream.on("data", (chunk) => {
+                buf += chunk;
+                let i;
+                while ((i = buf.indexOf("\n")) >= 0) {
+                    onLine(buf.slice(0, i).replace(/\r$/, ""));
+                    buf = buf.slice(i + 1);
+                }
+            });
+            stream.on("end", () => buf && onLine(buf));
+        };
+        split(child.stdout);
+        split(child.stderr);
+        child.on("error", (err) => resolvePromise({ code: -1, tail: [...tail, String(err)] }));
+        child.on("close", (code) => resolvePromise({ code: code ?? -1, tail }));
+    });
+}
+
+export function buildJobs() {
+    const n = Number(process.env.EMBEDDING_SERVER_BUILD_JOBS);
+    return Number.isInteger(n) && n > 0 ? n : Math.max(1, availableParallelism());
+}
+
+/** Copies src over dst only when the bytes differ (keeps mtimes stable for incremental builds). */
+function syncFile(content, dst) {
+    if (existsSync(dst)) {
+        const cur = readFileSync(dst);
+        if (cur.equals(content)) return;
+    }
+    mkdirSync(dirname(dst), { recursive: true });
+    writeFileSync(dst, content);
+}
+
+function installOutput(builtNode) {
+    mkdirSync(dirname(addonOutput), { recursive: true });
+    const tmp = `${addonOutput}.tmp-${process.pid}`;
+    copyFileSync(builtNode, tmp);
+    renameSync(tmp, addonOutput);
+    writeFileSync(join(dirname(addonOutput), "embedding_native.source"), `${builtNode}\n`);
+}
+
+/**
+ * Configures and builds one variant (cuda or not) of the addon. Returns { ok, node?, reason? }.
+ * The build tree is keyed by everything that affects llama.cpp (source, flags, platform,
+ * compiler); the finished .node additionally by the addon sources and the Node ABI, so
+ * editing the addon only recompiles the addon.
+ */
+async function buildVariant({ tc, src, cuda, nodeInclude, addonApiDir }) {
+    const options = llamaCmakeOptions({ cuda: Boolean(cuda), ccache: Boolean(tc.ccache) });
+    const generator = tc.ninja ? "Ninja" : undefined;
+    const treeKey = shortHash([
+        "tree-v1", llamaSourceId(src), src, JSON.stringify(options), process.platform, process.arch,
+        tc.cmakeVersion, tc.cxxVersion, generator ?? "default", cuda ? firstLine(cuda, ["--version"]) ?? cuda : "",
+    ]);
+    const sources = addonSources();
+    const nodeKey = shortHash([
+        "node-v1", treeKey, process.versions.modules, process.versions.napi,
+        ...sources.flatMap((s) => [s.rel, createHash("sha256").update(s.content).digest("hex")]),
+    ]);
+    const treeDir = join(userCacheRoot(), "build", treeKey);
+    const finished = join(treeDir, "out", `embedding_native-${nodeKey}.node`);
+    const failedMarker = join(treeDir, "configure-failed");
+    const force = process.env.EMBEDDING_SERVER_FORCE_NATIVE === "1";
+
+    if (!force && existsSync(finished)) return { ok: true, node: finished, cached: true };
+    if (!force && existsSync(failedMarker)) {
+        return { ok: false, reason: readFileSync(failedMarker, "utf8").trim(), remembered: true };
+    }
+
+    return withLock(treeDir, async () => {
+        if (!force && existsSync(finished)) return { ok: true, node: finished, cached: true };
+        const addonSrc = join(treeDir, "addon-src");
+        const bin = join(treeDir, "bin");
+        for (const s of sources) syncFile(s.content, join(addonSrc, s.rel));
+
+        const started = Date.now();
+        const variant = cuda ? "CUDA" : process.platform === "darwin" ? "Metal" : "CPU";
+        log(`building llama.cpp (${variant}) + addon in ${treeDir}`);
+        const configureArgs = [
+            "-S", addonSrc, "-B", bin,
+            ...(generator ? ["-G", generator] : []),
+            ...cmakeDefines(options),
+            `-DLLAMA_CPP_DIR=${src}`,
+            `-DNODE_API_INCLUDE_DIR=${nodeInclude}`,
+            `-DNODE_ADDON_API_DIR=${addonApiDir}`,
+            "-Wno-dev",
+        ];
+        if (process.env.CXX) configureArgs.push(`-DCMAKE_CXX_COMPILER=${process.env.CXX}`);
+        if (process.env.CC) configureArgs.push(`-DCMAKE_C_COMPILER=${process.env.CC}`);
+        const conf = await run(tc.cmake, configureArgs, {
+            filter: (l) => /^-- (ggml|Using|Including|CUDA|Metal|OpenMP|BLAS|Accelerate|Configuring done|Generating done)|error/i.test(l) || /CMake Error/.test(l),
+        });
+        if (conf.code !== 0) {
+            const reason = `cmake configure failed${cuda ? " with GGML_CUDA=ON" : ""}: ${summarize(conf.tail)}`;
+            // Remember configure failures (e.g. nvcc without cuBLAS or without a GPU) so later
+            // installs go straight to the fallback instead of re-probing every time.
+            mkdirSync(treeDir, { recursive: true });
+            writeFileSync(failedMarker, `${reason}\n`);
+            return { ok: false, reason };
+        }
+        const b = await run(tc.cmake, ["--build", bin, "--config", "Release", "--target", "embedding_native", "-j", String(buildJobs())]);
+        if (b.code !== 0) return { ok: false, reason: `build failed: ${summarize(b.tail)}` };
+        const candidates = [join(bin, "embedding_native.node"), join(bin, "Release", "embedding_native.node"), join(bin, "bin", "embedding_native.node")];
+        const built = candidates.find((p) => existsSync(p));
+        if (!built) return { ok: false, reason: "build finished but embedding_native.node was not produced" };
+        mkdirSync(dirname(finished), { recursive: true });
+        copyFileSync(built, `${finished}.tmp`);
+        renameSync(`${finished}.tmp`, finished);
+        log(`built in ${((Date.now() - started) / 1000).toFixed(0)}s`);
+        return { ok: true, node: finished, cached: false };
+    }, { onWait: (pid) => log(`waiting for another build of the same tree (pid ${pid})`) });
+}
+
+function summarize(tail) {
+    const interesting = tail.filter((l) => /error|Error|failed|not found|No CMAKE/i.test(l));
+    const pick = (interesting.length ? interesting : tail).slice(-3).map((l) => l.trim()).filter(Boolean);
+    return pick.join(" | ").slice(0, 400) || "no output";
+}
+
+/** Builds (or reuses) the addon and installs it at native/build/embedding_native.node. */
+export async function buildNative() {
+    const unavailable = (why) => {
+        console.log(`${PREFIX} native engine unavailable (${why}); the server will use the node-llama-cpp engine.`);
+        return { ok: false, reason: why };
+    };
+    if (process.env.EMBEDDING_SERVER_SKIP_NATIVE === "1") return unavailable("EMBEDDING_SERVER_SKIP_NATIVE=1");
+    if (process.platform === "win32") return unavailable("the native build is not supported on Windows yet");
+
+    const tc = detectToolchain();
+    if (tc.problem) return unavailable(tc.problem);
+    const nodeInclude = nodeApiIncludeDir();
+    if (!nodeInclude) return unavailable(`Node-API headers not found next to ${process.execPath}`);
+    const addonApiDir = nodeAddonApiDir();
+    if (!addonApiDir) return unavailable("node-addon-api is not installed");
+
+    let src;
+    try {
+        src = ensureLlamaSource({ log });
+    } catch (err) {
+        return unavailable(`llama.cpp source unavailable: ${err.message}`);
+    }
+
+    const cuda = detectCuda();
+    let result;
+    if (cuda) {
+        result = await buildVariant({ tc, src, cuda, nodeInclude, addonApiDir });
+        if (!result.ok) {
+            log(`CUDA build not possible (${result.reason.slice(0, 200)}); building for CPU instead`);
+        }
+    }
+    if (!result?.ok) result = await buildVariant({ tc, src, cuda: undefined, nodeInclude, addonApiDir });
+    if (!result.ok) return unavailable(result.reason);
+
+    installOutput(result.node);
+    log(`${result.cached ? "up to date" : "installed"}: ${relative(process.cwd(), addonOutput) || addonOutput}`);
+    return { ok: true, node: addonOutput };
+}
+
+if (import.meta.url === `file://${process.argv[1]}` || process.argv[1] === fileURLToPath(import.meta.url)) {
+    buildNative()
+        .catch((err) => {
+            console.log(`${PREFIX} native engine unavailable (${err?.message ?? err}); the server will use the node-llama-cpp engine.`);
+        })
+        .finally(() => {
+            process.exitCode = 0;
+        });
+}
