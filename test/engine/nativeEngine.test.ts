@@ -1,0 +1,262 @@
+/**
+ * NativeEngine (native/ addon) against itself (batched vs single, concurrent vs sequential),
+ * against node-llama-cpp's LlamaEmbeddingContext and, when scripts/build-llama-tools.mjs has
+ * been run, against llama.cpp's own llama-embedding. Skipped when the addon is not built.
+ */
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { promisify } from "node:util";
+import { getLlama, LlamaLogLevel, type Llama, type Token } from "node-llama-cpp";
+import { loadNativeBinding } from "../../src/engine/nativeBinding.js";
+import { NativeEngine } from "../../src/engine/nativeEngine.js";
+import { ensureTestModel, type TestModelPreset } from "../fixtures/testModels.js";
+
+const execFileAsync = promisify(execFile);
+
+const binding = loadNativeBinding();
+const skip = binding.addon ? false : `native addon not built: ${binding.reason}`;
+
+const TEXTS = [
+    "Hello world",
+    "The quick brown fox jumps over the lazy dog.",
+    "Quantum chromodynamics describes the strong interaction between quarks and gluons.",
+    "I would like a large pizza with mushrooms, please.",
+    "Der Vertrag wurde gestern unterschrieben.",
+    "a",
+    "Embeddings map text to vectors so that similar meanings end up close together in the space, " +
+        "which makes semantic search, clustering and deduplication possible without keyword overlap.",
+    "日本語のテキストも正しく処理されるべきです。",
+    "x ".repeat(150).trim(),
+    "Short one.",
+    "Numbers 1234567890 and symbols !@#$%^&*() mixed in",
+    "The last sentence of the batch.",
+];
+
+function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+    let dot = 0;
+    let na = 0;
+    let nb = 0;
+    for (let i = 0; i < a.length; i++) {
+        dot += a[i]! * b[i]!;
+        na += a[i]! * a[i]!;
+        nb += b[i]! * b[i]!;
+    }
+    return dot / Math.sqrt(na * nb);
+}
+
+function assertClose(a: ArrayLike<number>, b: ArrayLike<number>, min: number, what: string) {
+    assert.equal(a.length, b.length, `${what}: length`);
+    const c = cosine(a, b);
+    assert.ok(c >= min, `${what}: cosine ${c} < ${min}`);
+}
+
+interface Case {
+    preset: TestModelPreset;
+    architecture: string;
+    pooling: string;
+    causal: boolean;
+    dims: number;
+    trainContext: number;
+    vocabSize: number;
+    prefix: number[];
+    suffix: number[];
+}
+
+const CASES: Case[] = [
+    // bge WordPiece: [CLS] text [SEP]
+    { preset: "bert-tiny", architecture: "bert", pooling: "mean", causal: false, dims: 128, trainContext: 512, vocabSize: 30522, prefix: [101], suffix: [102] },
+    // Qwen3-Embedding style: no BOS, <|endoftext|> appended and pooled
+    { preset: "qwen3-tiny", architecture: "qwen3", pooling: "last", causal: true, dims: 128, trainContext: 1024, vocabSize: 151936, prefix: [], suffix: [151643] },
+];
+
+let llamaPromise: Promise<Llama> | undefined;
+function nodeLlama(): Promise<Llama> {
+    llamaPromise ??= getLlama({ build: "never", logLevel: LlamaLogLevel.error });
+    return llamaPromise;
+}
+
+for (const c of CASES) {
+    describe(`NativeEngine ${c.preset}`, { skip }, () => {
+        let modelPath: string;
+        let engine: NativeEngine;
+        let tokens: Uint32Array[];
+
+        before(async () => {
+            modelPath = await ensureTestModel(c.preset);
+            engine = await NativeEngine.create({ modelPath });
+            tokens = await Promise.all(TEXTS.map((t) => engine.tokenize(t, true)));
+        });
+        after(async () => {
+            await engine?.dispose();
+        });
+
+        it("reports the model", () => {
+            assert.equal(engine.info.architecture, c.architecture);
+            assert.equal(engine.info.dimensions, c.dims);
+            assert.equal(engine.info.pooling, c.pooling);
+            assert.equal(engine.info.causal, c.causal);
+            assert.equal(engine.info.trainContextLength, c.trainContext);
+            assert.equal(engine.info.contextLength, c.trainContext);
+            assert.equal(engine.info.vocabSize, c.vocabSize);
+            assert.equal(engine.info.fileType, "F32");
+            assert.ok(engine.info.parameterCount > 0);
+            assert.ok(engine.info.fileSizeBytes > 0);
+            assert.equal(engine.backend.engine, "native");
+            assert.ok(["metal", "cuda", "vulkan", "cpu"].includes(engine.backend.gpu));
+            assert.ok(engine.backend.threads >= 1);
+            assert.equal(engine.maxBatchSequences, 8);
+            assert.equal(engine.maxBatchTokens, 2048);
+            assert.deepEqual(engine.specialTokens, { prefix: c.prefix, suffix: c.suffix });
+            assert.equal(engine.nativeInfo.kvUnified, !c.causal);
+        });
+
+        it("tokenizes with and without special tokens", async () => {
+            const plain = await engine.tokenize("Hello world", false);
+            const wrapped = await engine.tokenize("Hello world", true);
+            assert.deepEqual(Array.from(wrapped), [...c.prefix, ...plain, ...c.suffix]);
+            const long = "lorem ipsum dolor sit amet ".repeat(1000); // > sync threshold: thread pool path
+            const viaPool = await engine.tokenize(long, false);
+            assert.ok(viaPool.length > 1000);
+            assert.ok(viaPool.every((id) => id < c.vocabSize));
+        });
+
+        it("gives each sequence of a mixed-length batch the vector it gets alone", async () => {
+            // more sequences than n_seq_max, so several decodes per call
+            const batch = [...tokens, ...tokens.slice(0, 7).reverse()];
+            const together = await engine.embed(batch);
+            assert.equal(together.length, batch.length);
+            for (let i = 0; i < batch.length; i++) {
+                const [alone] = await engine.embed([batch[i]!]);
+                assert.ok(together[i]!.every(Number.isFinite), `finite ${i}`);
+                assertClose(together[i]!, alone!, 0.9999, `sequence ${i} (${batch[i]!.length} tokens)`);
+            }
+            // distinct texts give distinct vectors
+            assert.ok(cosine(together[0]!, together[1]!) < 0.9999);
+        });
+
+        it("serves concurrent embed calls like sequential ones", async () => {
+            const sequential: Float32Array[][] = [];
+            for (let i = 0; i < 4; i++) sequential.push(await engine.embed(tokens.slice(i * 3, i * 3 + 3)));
+            const concurrent = await Promise.all([0, 1, 2, 3].map((i) => engine.embed(tokens.slice(i * 3, i * 3 + 3))));
+            for (let i = 0; i < 4; i++) {
+                for (let j = 0; j < 3; j++) assertClose(concurrent[i]![j]!, sequential[i]![j]!, 0.99999, `call ${i} seq ${j}`);
+            }
+        });
+
+        it("matches node-llama-cpp's embedding context", async () => {
+            const llama = await nodeLlama();
+            const model = await llama.loadModel({ modelPath, gpuLayers: 0 });
+            const ctx = await model.createEmbeddingContext({ contextSize: Math.min(512, c.trainContext), threads: 2 });
+            try {
+                const ours = await engine.embed(tokens);
+                for (let i = 0; i < tokens.length; i++) {
+                    const theirs = await ctx.getEmbeddingFor(Array.from(tokens[i]!) as Token[]);
+                    // node-llama-cpp may normalise; cosine is scale-invariant
+                    assertClose(ours[i]!, theirs.vector, 0.999, `text ${i}`);
+                }
+            } finally {
+                await ctx.dispose();
+                await model.dispose();
+            }
+        });
+
+        it("rejects bad input without crashing", async () => {
+            await assert.rejects(engine.embed([new Uint32Array([1, c.vocabSize + 5, 2])]), /out of range/);
+            await assert.rejects(engine.embed([tokens[0]!, new Uint32Array([0xffffffff])]), /out of range/);
+            await assert.rejects(engine.embed([new Uint32Array(0)]), /empty/);
+            await assert.rejects(engine.embed([new Uint32Array(engine.info.contextLength + 1).fill(c.prefix[0] ?? 100)]), /at most/);
+            // still healthy
+            const [v] = await engine.embed([tokens[0]!]);
+            assert.equal(v!.length, c.dims);
+        });
+    });
+}
+
+describe("NativeEngine lifecycle", { skip }, () => {
+    it("rejects calls after dispose and disposes idempotently", async () => {
+        const engine = await NativeEngine.create({ modelPath: await ensureTestModel("bert-tiny"), maxSequences: 4 });
+        assert.equal(engine.maxBatchSequences, 4);
+        const t = await engine.tokenize("bye", true);
+        const pending = engine.embed([t, t, t, t, t, t]);
+        await engine.dispose();
+        // work queued before dispose still completes
+        assert.equal((await pending).length, 6);
+        await engine.dispose();
+        await assert.rejects(engine.embed([t]), /disposed/);
+        await assert.rejects(engine.tokenize("x", true), /disposed/);
+    });
+
+    it("rejects calls on a disposed addon model with a JS error", async () => {
+        const model = await binding.addon!.loadModel(await ensureTestModel("bert-tiny"));
+        await model.dispose();
+        assert.equal(model.disposed, true);
+        assert.throws(() => model.embed([new Uint32Array([101, 102])]), /disposed/);
+        assert.throws(() => model.tokenize("x"), /disposed/);
+        await model.dispose();
+    });
+
+    it("rejects a missing or invalid model file", async () => {
+        await assert.rejects(NativeEngine.create({ modelPath: "/nonexistent/model.gguf" }), /not found/);
+        await assert.rejects(NativeEngine.create({ modelPath: new URL(import.meta.url).pathname }), /failed to load model/);
+    });
+
+    it("honours batch options", async () => {
+        const engine = await NativeEngine.create({ modelPath: await ensureTestModel("qwen3-tiny"), batchSize: 256, maxSequences: 3, contextSize: 128 });
+        try {
+            assert.equal(engine.maxBatchTokens, 256);
+            assert.equal(engine.maxBatchSequences, 3);
+            assert.equal(engine.info.contextLength, 128);
+            const seqs = (await Promise.all(TEXTS.map((x) => engine.tokenize(x, true)))).filter((s) => s.length <= 128);
+            assert.ok(seqs.length >= 10);
+            const together = await engine.embed(seqs);
+            for (let i = 0; i < seqs.length; i++) {
+                const [alone] = await engine.embed([seqs[i]!]);
+                assertClose(together[i]!, alone!, 0.9999, `sequence ${i}`);
+            }
+        } finally {
+            await engine.dispose();
+        }
+    });
+});
+
+/** llama-embedding from scripts/build-llama-tools.mjs, if it has been built. */
+async function llamaEmbeddingBinary(): Promise<string | undefined> {
+    try {
+        // @ts-expect-error plain ESM JavaScript without type declarations
+        const tools = (await import("../../scripts/build-llama-tools.mjs")) as { existingToolsBinDir(): string | undefined };
+        const dir = tools.existingToolsBinDir();
+        const bin = dir && join(dir, "llama-embedding");
+        return bin && existsSync(bin) ? bin : undefined;
+    } catch {
+        return undefined;
+    }
+}
+
+describe("NativeEngine parity with llama-embedding", { skip }, () => {
+    for (const preset of ["bert-tiny", "qwen3-tiny"] as const) {
+        it(`${preset}: same vectors as llama.cpp's llama-embedding`, async (t) => {
+            const bin = await llamaEmbeddingBinary();
+            if (!bin) return t.skip("llama-embedding not built (node scripts/build-llama-tools.mjs)");
+            const modelPath = await ensureTestModel(preset);
+            const engine = await NativeEngine.create({ modelPath });
+            try {
+                const texts = TEXTS.slice(0, 8);
+                const { stdout } = await execFileAsync(
+                    bin,
+                    ["-m", modelPath, "-p", texts.join("\n"), "--embd-normalize", "-1", "--embd-output-format", "array", "-t", "2", "-c", "2048", "-b", "2048", "-ub", "2048", "--no-warmup"],
+                    { maxBuffer: 64 * 1024 * 1024 },
+                );
+                const theirs = JSON.parse(stdout.slice(stdout.indexOf("["))) as number[][];
+                assert.equal(theirs.length, texts.length);
+                // llama-embedding tokenizes with parse_special; plain texts tokenize the same
+                const ours = await engine.embed(await Promise.all(texts.map((x) => engine.tokenize(x, true))));
+                for (let i = 0; i < texts.length; i++) assertClose(ours[i]!, theirs[i]!, 0.9999, `text ${i}`);
+            } finally {
+                await engine.dispose();
+            }
+        });
+    }
+});
