@@ -12,6 +12,8 @@ export interface SpawnedServer {
     logs: Record<string, unknown>[];
     stderr: string[];
     stop(signal?: NodeJS.Signals): Promise<number | null>;
+    /** Resolves once a log line with this msg has been printed. */
+    waitForLog(msg: string, timeoutMs?: number): Promise<Record<string, unknown>>;
 }
 
 /** Runs the real CLI (`embedding-server serve …`) and waits until it logs "ready". */
@@ -48,6 +50,15 @@ export async function spawnServer(args: string[], options: { env?: NodeJS.Proces
         url,
         logs,
         stderr,
+        async waitForLog(msg: string, timeoutMs = 10_000) {
+            const deadline = Date.now() + timeoutMs;
+            for (;;) {
+                const hit = logs.find((l) => l.msg === msg);
+                if (hit) return hit;
+                if (Date.now() > deadline) throw new Error(`no "${msg}" log line within ${timeoutMs} ms`);
+                await new Promise((r) => setTimeout(r, 5));
+            }
+        },
         async stop(signal = "SIGTERM") {
             if (child.exitCode !== null) return child.exitCode;
             child.kill(signal);
