@@ -22,7 +22,7 @@ export function systemRoutes(deps: { registry: ModelRegistry; metrics: Metrics; 
             "/health",
             {
                 config: { access: "public", rateLimit: false },
-                schema: { tags: ["system"], summary: "200 when every model is ready, 503 while loading or draining", response: { 200: healthResponse, 503: healthResponse } },
+                schema: { tags: ["system"], summary: "200 when every model is ready, 503 while loading or draining", security: [], response: { 200: healthResponse, 503: healthResponse } },
             },
             async (_request, reply) => {
                 const models = registry.list().map((h) => ({ id: h.id, state: h.state }));
