@@ -169,6 +169,9 @@ function validatorOf(res: Response): string | undefined {
 /** A failure worth another attempt (network drop, stall, 5xx, 429, short body). */
 class RetryableError extends Error {}
 
+// Local disk trouble: retrying cannot help, and the message must say it is not the network.
+const FS_FATAL_CODES = new Set(["ENOSPC", "EDQUOT", "EACCES", "EPERM", "EROFS", "EISDIR", "ENOTDIR"]);
+
 const CONNECT_CODES = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EAI_FAIL", "EHOSTUNREACH", "ENETUNREACH", "ENETDOWN"]);
 
 function aborted(job: FileJob, signal: AbortSignal | undefined): DownloadAbortedError {
@@ -282,6 +285,10 @@ async function transfer(job: FileJob, opts: FileJobOptions, meta: PartialMeta): 
             if (opts.signal?.aborted) throw aborted(job, opts.signal);
             if (err instanceof ModelError) throw err;
             const reason = attempt.signal.aborted ? attempt.signal.reason : err;
+            const fsCode = (reason as NodeJS.ErrnoException | undefined)?.code;
+            if (typeof fsCode === "string" && FS_FATAL_CODES.has(fsCode) && (reason as NodeJS.ErrnoException).syscall) {
+                throw new DownloadFailedError(`${job.spec}: cannot write ${partial}: ${(reason as Error).message}`, { cause: reason });
+            }
             // Progress resets the budget: a flaky link that keeps delivering is not a failure.
             if (received > 0) failures = 0;
             failures++;
@@ -313,7 +320,15 @@ export async function fetchVerifiedFile(job: FileJob, opts: FileJobOptions): Pro
     const cached = await useCached(job, opts);
     if (cached) return cached;
 
-    await mkdir(path.dirname(job.dest), { recursive: true });
+    try {
+        await mkdir(path.dirname(job.dest), { recursive: true });
+    } catch (err) {
+        throw new DownloadFailedError(
+            `${job.spec}: cannot create ${path.dirname(job.dest)} (${(err as NodeJS.ErrnoException).code ?? err}); ` +
+                "choose another cache folder with --cache-dir or EMBEDDING_SERVER_CACHE_DIR",
+            { cause: err },
+        );
+    }
     const release = await acquireLock(lockPath(job.dest), {
         waitMs: opts.lockWaitMs,
         spec: job.spec,

@@ -114,7 +114,9 @@ export function createProgressPrinter(opts: ProgressPrinterOptions = {}): Progre
             const [done, total] = p.phase === "verify" ? [p.fileBytes, p.fileTotalBytes] : [p.bytes, p.totalBytes];
             const pct = total > 0 ? Math.min(1, done / total) : 0;
             const rate = p.bytesPerSecond > 0 ? `${formatBytes(p.bytesPerSecond)}/s` : "--/s";
-            const tail = `${(pct * 100).toFixed(0).padStart(3)}% ${formatBytes(done)}/${total > 0 ? formatBytes(total) : "?"} ${rate} ETA ${formatDuration(p.etaSeconds)}`;
+            // Hashing is usually too quick to measure; "--/s ETA --" there would only be noise.
+            const timing = p.phase === "verify" && p.bytesPerSecond === 0 ? "" : ` ${rate} ETA ${formatDuration(p.etaSeconds)}`;
+            const tail = `${(pct * 100).toFixed(0).padStart(3)}% ${formatBytes(done)}/${total > 0 ? formatBytes(total) : "?"}${timing}`;
             const head = describe(p);
             const cols = stream.columns || 80;
             const barWidth = Math.max(0, Math.min(30, cols - head.length - tail.length - 5));

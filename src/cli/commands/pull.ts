@@ -48,8 +48,13 @@ export async function runPull(argv: PullArgs): Promise<void> {
     } catch (err) {
         printer.finish();
         if (err instanceof ModelError) {
+            // Ctrl-C already explained itself in onSigint.
+            if (err.code === "MODEL_DOWNLOAD_ABORTED" && controller.signal.aborted) {
+                process.exitCode = 130;
+                return;
+            }
             process.stderr.write(`error: ${err.message}\n`);
-            process.exitCode = err.code === "MODEL_DOWNLOAD_ABORTED" ? 130 : 1;
+            process.exitCode = 1;
             return;
         }
         throw err;
