@@ -209,7 +209,7 @@ export async function listRepoFiles(ctx: HubRequestContext, repo: string, opts: 
     let url: string | undefined = `${ctx.endpoint}/api/models/${encodePath(repo)}/tree/main${dir}${opts.recursive ? "?recursive=true" : ""}`;
     const files: RepoFile[] = [];
     for (let page = 0; url && page < 1000; page++) {
-        const res = await hubGet(ctx, url, `hf:${repo}`);
+        const res = await hubGet(ctx, url, opts.dir ? `folder ${opts.dir}/ of hf:${repo}` : `hf:${repo}`);
         let entries: unknown;
         try {
             entries = await res.json();

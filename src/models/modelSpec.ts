@@ -46,9 +46,9 @@ export type ModelSpec = HfRepoSpec | HfFileSpec | UrlSpec | LocalSpec;
 
 export interface ParseModelSpecOptions {
     /**
-     * Hub endpoint; URLs of the form `<endpoint>/<user>/<repo>/resolve/main/<file>` become
-     * {@link HfFileSpec}s so they get token handling and checksum verification.
-     * Default: `https://huggingface.co`.
+     * Hub endpoint. URLs of the form `<endpoint or huggingface.co>/<user>/<repo>/resolve/main/<file>`
+     * become {@link HfFileSpec}s (fetched from this endpoint, so a mirror set in HF_ENDPOINT is used)
+     * to get token handling and checksum verification. Default: `https://huggingface.co`.
      */
     endpoint?: string;
     /** Base for relative local paths. Default: `process.cwd()`. */
