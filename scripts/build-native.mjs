@@ -47,12 +47,16 @@ export function which(name, extraDirs = []) {
     return undefined;
 }
 
-function firstLine(cmd, args) {
+function commandOutput(cmd, args) {
     try {
-        return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).split("\n")[0].trim();
+        return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
     } catch {
         return undefined;
     }
+}
+
+function firstLine(cmd, args) {
+    return commandOutput(cmd, args)?.split("\n")[0].trim();
 }
 
 /** The tools needed to configure and compile; `problem` says what is missing. */
@@ -111,6 +115,12 @@ export function llamaCmakeOptions({ cuda = false, ccache = false } = {}) {
     }
     if (cuda) opts.GGML_CUDA = "ON";
     return opts;
+}
+
+/** The options that shape the binaries (ccache only changes how they are compiled), for cache keys. */
+export function keyOptions(opts) {
+    const { GGML_CCACHE: _ccache, ...rest } = opts;
+    return JSON.stringify(rest);
 }
 
 export function cmakeDefines(opts) {
@@ -220,7 +230,9 @@ export async function withLock(dir, fn, { onWait } = {}) {
  * progress go through (ninja progress is condensed), full output only when verbose. Resolves
  * with the exit code and the tail of the output (for error reports).
  */
-export function run(cmd, args, { cwd, verbose = process.env.EMBEDDING_SERVER_BUILD_VERBOSE === "1", filter } = {}) {
+export function run(cmd, args, {
+    cwd, verbose = process.env.EMBEDDING_SERVER_BUILD_VERBOSE === "1", filter, print = (l) => console.log(l), prefix = PREFIX,
+} = {}) {
     return new Promise((resolvePromise) => {
         const child = spawn(cmd, args, { cwd, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, CLICOLOR_FORCE: "0" } });
         const tail = [];
@@ -228,15 +240,15 @@ export function run(cmd, args, { cwd, verbose = process.env.EMBEDDING_SERVER_BUI
         const onLine = (line) => {
             tail.push(line);
             if (tail.length > 60) tail.shift();
-            if (verbose) return void console.log(line);
-            if (filter && filter(line)) return void console.log(`${PREFIX}   ${line.slice(0, 160)}`);
+            if (verbose) return void print(line);
+            if (filter && filter(line)) return void print(`${prefix}   ${line.slice(0, 160)}`);
             // ninja: "[123/456] Building ..." -> print about every 10%
             const m = /^\[(\d+)\/(\d+)\]/.exec(line);
             if (m) {
                 const pct = Math.floor((100 * Number(m[1])) / Number(m[2]));
                 if (pct >= lastProgress + 10 || m[1] === m[2]) {
                     lastProgress = pct;
-                    console.log(`${PREFIX}   ${String(pct).padStart(3)}% ${line.replace(/^\[\d+\/\d+\]\s*/, "").slice(0, 110)}`);
+                    print(`${prefix}   ${String(pct).padStart(3)}% ${line.replace(/^\[\d+\/\d+\]\s*/, "").slice(0, 110)}`);
                 }
                 return;
             }
@@ -246,11 +258,11 @@ export function run(cmd, args, { cwd, verbose = process.env.EMBEDDING_SERVER_BUI
                 const pct = Number(mk[1]);
                 if (pct >= lastProgress + 10 || pct === 100) {
                     lastProgress = pct;
-                    console.log(`${PREFIX}   ${line.slice(0, 120)}`);
+                    print(`${prefix}   ${line.slice(0, 120)}`);
                 }
                 return;
             }
-            if (/\berror\b|FAILED:/i.test(line) && !/-Werror/.test(line)) console.log(`${PREFIX}   ${line.slice(0, 300)}`);
+            if (/\berror\b|FAILED:/i.test(line) && !/-Werror/.test(line)) print(`${prefix}   ${line.slice(0, 300)}`);
         };
         const split = (stream) => {
             let buf = "";
@@ -305,8 +317,8 @@ async function buildVariant({ tc, src, cuda, nodeInclude, addonApiDir }) {
     const options = llamaCmakeOptions({ cuda: Boolean(cuda), ccache: Boolean(tc.ccache) });
     const generator = tc.ninja ? "Ninja" : undefined;
     const treeKey = shortHash([
-        "tree-v1", llamaSourceId(src), src, JSON.stringify(options), process.platform, process.arch,
-        tc.cmakeVersion, tc.cxxVersion, generator ?? "default", cuda ? firstLine(cuda, ["--version"]) ?? cuda : "",
+        "tree-v1", llamaSourceId(src), src, keyOptions(options), process.platform, process.arch,
+        tc.cmakeVersion, tc.cxxVersion, generator ?? "default", cuda ? commandOutput(cuda, ["--version"]) ?? cuda : "",
     ]);
     const sources = addonSources();
     const nodeKey = shortHash([
@@ -315,7 +327,9 @@ async function buildVariant({ tc, src, cuda, nodeInclude, addonApiDir }) {
     ]);
     const treeDir = join(userCacheRoot(), "build", treeKey);
     const finished = join(treeDir, "out", `embedding_native-${nodeKey}.node`);
-    const failedMarker = join(treeDir, "configure-failed");
+    // Only CUDA failures are remembered (nvcc without cuBLAS or without a GPU is common and a
+    // CUDA compile is long); a CPU/Metal failure is retried on the next install.
+    const failedMarker = join(treeDir, "cuda-failed");
     const force = process.env.EMBEDDING_SERVER_FORCE_NATIVE === "1";
 
     if (!force && existsSync(finished)) return { ok: true, node: finished, cached: true };
@@ -331,7 +345,7 @@ async function buildVariant({ tc, src, cuda, nodeInclude, addonApiDir }) {
 
         const started = Date.now();
         const variant = cuda ? "CUDA" : process.platform === "darwin" ? "Metal" : "CPU";
-        log(`building llama.cpp (${variant}) + addon in ${treeDir}`);
+        log(`building llama.cpp (${variant}) + addon in ${treeDir}${cuda ? " (CUDA kernels can take a long time)" : ""}`);
         const configureArgs = [
             "-S", addonSrc, "-B", bin,
             ...(generator ? ["-G", generator] : []),
@@ -348,14 +362,15 @@ async function buildVariant({ tc, src, cuda, nodeInclude, addonApiDir }) {
         });
         if (conf.code !== 0) {
             const reason = `cmake configure failed${cuda ? " with GGML_CUDA=ON" : ""}: ${summarize(conf.tail)}`;
-            // Remember configure failures (e.g. nvcc without cuBLAS or without a GPU) so later
-            // installs go straight to the fallback instead of re-probing every time.
-            mkdirSync(treeDir, { recursive: true });
-            writeFileSync(failedMarker, `${reason}\n`);
+            if (cuda) writeFileSync(failedMarker, `${reason}\n`);
             return { ok: false, reason };
         }
         const b = await run(tc.cmake, ["--build", bin, "--config", "Release", "--target", "embedding_native", "-j", String(buildJobs())]);
-        if (b.code !== 0) return { ok: false, reason: `build failed: ${summarize(b.tail)}` };
+        if (b.code !== 0) {
+            const reason = `build failed${cuda ? " with GGML_CUDA=ON" : ""}: ${summarize(b.tail)}`;
+            if (cuda) writeFileSync(failedMarker, `${reason}\n`);
+            return { ok: false, reason };
+        }
         const candidates = [join(bin, "embedding_native.node"), join(bin, "Release", "embedding_native.node"), join(bin, "bin", "embedding_native.node")];
         const built = candidates.find((p) => existsSync(p));
         if (!built) return { ok: false, reason: "build finished but embedding_native.node was not produced" };
@@ -405,7 +420,11 @@ export async function buildNative() {
         }
     }
     if (!result?.ok) result = await buildVariant({ tc, src, cuda: undefined, nodeInclude, addonApiDir });
-    if (!result.ok) return unavailable(result.reason);
+    if (!result.ok) {
+        // never leave an addon built from other sources behind
+        rmSync(addonOutput, { force: true });
+        return unavailable(result.reason);
+    }
 
     installOutput(result.node);
     log(`${result.cached ? "up to date" : "installed"}: ${relative(process.cwd(), addonOutput) || addonOutput}`);
