@@ -231,7 +231,7 @@ export async function withLock(dir, fn, { onWait } = {}) {
  * with the exit code and the tail of the output (for error reports).
  */
 export function run(cmd, args, {
-    cwd, verbose = process.env.EMBEDDING_SERVER_BUILD_VERBOSE === "1", filter, print = (l) => console.log(l), prefix = PREFIX,
+    cwd, verbose = process.env.EMBEDDING_SERVER_BUILD_VERBOSE === "1", filter, print = (l) => console.log(l), prefix = PREFIX, quietErrors = false,
 } = {}) {
     return new Promise((resolvePromise) => {
         const child = spawn(cmd, args, { cwd, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, CLICOLOR_FORCE: "0" } });
@@ -262,7 +262,7 @@ export function run(cmd, args, {
                 }
                 return;
             }
-            if (/\berror\b|FAILED:/i.test(line) && !/-Werror/.test(line)) print(`${prefix}   ${line.slice(0, 300)}`);
+            if (!quietErrors && /\berror\b|FAILED:/i.test(line) && !/-Werror/.test(line)) print(`${prefix}   ${line.slice(0, 300)}`);
         };
         const split = (stream) => {
             let buf = "";
@@ -358,7 +358,9 @@ async function buildVariant({ tc, src, cuda, nodeInclude, addonApiDir }) {
         if (process.env.CXX) configureArgs.push(`-DCMAKE_CXX_COMPILER=${process.env.CXX}`);
         if (process.env.CC) configureArgs.push(`-DCMAKE_C_COMPILER=${process.env.CC}`);
         const conf = await run(tc.cmake, configureArgs, {
-            filter: (l) => /^-- (ggml|Using|Including|CUDA|Metal|OpenMP|BLAS|Accelerate|Configuring done|Generating done)|error/i.test(l) || /CMake Error/.test(l),
+            // a failed CUDA probe is summarised in one line below instead of echoing cmake's errors
+            filter: (l) => /^-- (ggml|Using|Including|CUDA|Metal|OpenMP|BLAS|Accelerate|Configuring done|Generating done)/.test(l) || (!cuda && /CMake Error/.test(l)),
+            quietErrors: Boolean(cuda),
         });
         if (conf.code !== 0) {
             const reason = `cmake configure failed${cuda ? " with GGML_CUDA=ON" : ""}: ${summarize(conf.tail)}`;
@@ -383,6 +385,12 @@ async function buildVariant({ tc, src, cuda, nodeInclude, addonApiDir }) {
 }
 
 function summarize(tail) {
+    const at = tail.findIndex((l) => /CMake Error/.test(l));
+    if (at >= 0) {
+        // "CMake Error at .../ggml-cuda/CMakeLists.txt:165 (target_link_libraries): Target "ggml-cuda" links to: CUDA::cublas but the target was not found."
+        const block = tail.slice(at, at + 5).join(" ").replace(/\s+/g, " ").replace(/\S*\/(?=(ggml|src|common|tools)\/)/g, "");
+        return block.replace(/ Possible reasons include:.*$/, "").slice(0, 300);
+    }
     const interesting = tail.filter((l) => /error|Error|failed|not found|No CMAKE/i.test(l));
     const pick = (interesting.length ? interesting : tail).slice(-3).map((l) => l.trim()).filter(Boolean);
     return pick.join(" | ").slice(0, 400) || "no output";
@@ -416,7 +424,7 @@ export async function buildNative() {
     if (cuda) {
         result = await buildVariant({ tc, src, cuda, nodeInclude, addonApiDir });
         if (!result.ok) {
-            log(`CUDA build not possible (${result.reason.slice(0, 200)}); building for CPU instead`);
+            log(`CUDA build not possible (${result.reason.slice(0, 300)}); building for CPU instead`);
         }
     }
     if (!result?.ok) result = await buildVariant({ tc, src, cuda: undefined, nodeInclude, addonApiDir });
