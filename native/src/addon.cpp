@@ -344,14 +344,19 @@ private:
             if (!v.IsTypedArray()) {
                 return reject(Napi::TypeError::New(env, "sequence " + std::to_string(s) + " is not a Uint32Array"));
             }
-            Napi::TypedArray ta = v.As<Napi::TypedArray>();
-            const napi_typedarray_type t = ta.TypedArrayType();
-            if (t != napi_uint32_array && t != napi_int32_array) {
+            // napi_get_typedarray_info's data pointer already includes the byte offset and also
+            // works for arrays over a SharedArrayBuffer
+            napi_typedarray_type t;
+            size_t len = 0;
+            void * raw = nullptr;
+            if (napi_get_typedarray_info(env, v, &t, &len, &raw, nullptr, nullptr) != napi_ok ||
+                (t != napi_uint32_array && t != napi_int32_array)) {
                 return reject(Napi::TypeError::New(env, "sequence " + std::to_string(s) + " is not a Uint32Array"));
             }
-            const size_t len = ta.ElementLength();
-            const int32_t * data = reinterpret_cast<const int32_t *>(
-                static_cast<const uint8_t *>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
+            const int32_t * data = static_cast<const int32_t *>(raw);
+            if (len > 0 && data == nullptr) {
+                return reject(Napi::TypeError::New(env, "sequence " + std::to_string(s) + " has a detached buffer"));
+            }
             job->tokens.insert(job->tokens.end(), data, data + len);
             job->lengths.push_back((uint32_t) len);
         }

@@ -225,11 +225,19 @@ std::shared_ptr<Core> Core::Load(const LoadParams & p, std::string & error) {
     info.addSep = llama_vocab_get_add_sep(vocab);
 
     // Pooling and attention as the GGUF declares them; the context confirms them below.
-    int pooling = p.pooling;
-    if (pooling < 0) {
+    int gguf_pooling = LLAMA_POOLING_TYPE_NONE;
+    {
         std::string s = meta_str(model, info.architecture + ".pooling_type");
-        pooling = s.empty() ? LLAMA_POOLING_TYPE_NONE : std::atoi(s.c_str());
-        if (pooling < 0) pooling = LLAMA_POOLING_TYPE_NONE;
+        if (!s.empty()) gguf_pooling = std::atoi(s.c_str());
+        if (gguf_pooling < 0) gguf_pooling = LLAMA_POOLING_TYPE_NONE;
+    }
+    const int pooling_requested = p.pooling;
+    int pooling = pooling_requested >= 0 ? pooling_requested : gguf_pooling;
+    if (pooling == LLAMA_POOLING_TYPE_RANK && gguf_pooling != LLAMA_POOLING_TYPE_RANK) {
+        // llama.cpp would read garbage instead of a score without a classification head
+        error = "rank pooling needs a reranker model (pooling_type rank in the GGUF): " + p.path;
+        core->Free();
+        return nullptr;
     }
     bool causal_meta = true;
     {
@@ -288,7 +296,12 @@ std::shared_ptr<Core> Core::Load(const LoadParams & p, std::string & error) {
 
     if (info.pooling == LLAMA_POOLING_TYPE_RANK) {
         info.nClsOut = llama_model_n_cls_out(model);
-        info.outputDims = (int32_t) std::max<uint32_t>(1, info.nClsOut);
+        if (info.nClsOut == 0) {
+            error = "rank pooling needs a classification head, and this model has none: " + p.path;
+            core->Free();
+            return nullptr;
+        }
+        info.outputDims = (int32_t) info.nClsOut;
     } else {
         info.outputDims = info.nEmbd;
     }

@@ -203,6 +203,26 @@ describe("NativeEngine lifecycle", { skip }, () => {
         await assert.rejects(NativeEngine.create({ modelPath: new URL(import.meta.url).pathname }), /failed to load model/);
     });
 
+    it("overrides pooling; with none it mean-pools the token outputs itself", async () => {
+        const modelPath = await ensureTestModel("bert-tiny");
+        const mean = await NativeEngine.create({ modelPath });
+        const none = await NativeEngine.create({ modelPath, pooling: "none" });
+        const cls = await NativeEngine.create({ modelPath, pooling: "cls" });
+        try {
+            assert.equal(none.info.pooling, "none");
+            assert.equal(cls.info.pooling, "cls");
+            const seqs = await Promise.all(TEXTS.slice(0, 6).map((x) => mean.tokenize(x, true)));
+            const [a, b, c2] = await Promise.all([mean.embed(seqs), none.embed(seqs), cls.embed(seqs)]);
+            for (let i = 0; i < seqs.length; i++) {
+                assertClose(b[i]!, a[i]!, 0.9999, `none vs mean ${i}`);
+                assert.ok(cosine(c2[i]!, a[i]!) < 0.9999, `cls differs from mean ${i}`);
+            }
+            await assert.rejects(NativeEngine.create({ modelPath, pooling: "rank" }), /reranker/);
+        } finally {
+            await Promise.all([mean.dispose(), none.dispose(), cls.dispose()]);
+        }
+    });
+
     it("honours batch options", async () => {
         const engine = await NativeEngine.create({ modelPath: await ensureTestModel("qwen3-tiny"), batchSize: 256, maxSequences: 3, contextSize: 128 });
         try {
