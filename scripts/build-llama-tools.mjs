@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
-    buildJobs, cmakeDefines, detectCuda, keyOptions, detectToolchain, llamaCmakeOptions, llamaSourceId, run, shortHash, withLock,
+    buildJobs, cmakeDefines, detectCuda, keyOptions, summarize, detectToolchain, llamaCmakeOptions, llamaSourceId, run, shortHash, withLock,
 } from "./build-native.mjs";
 import { ensureLlamaSource, userCacheRoot } from "./llama-source.mjs";
 
@@ -72,9 +72,14 @@ async function buildVariant(tc, src, cuda) {
         log(`building ${TOOL_TARGETS.join(", ")} (${cuda ? "CUDA" : process.platform === "darwin" ? "Metal" : "CPU"}) in ${v.dir}`);
         const conf = await run(tc.cmake, [
             "-S", src, "-B", v.dir, ...(v.generator ? ["-G", v.generator] : []), ...cmakeDefines(v.options), "-Wno-dev",
-        ], { print: (l) => console.error(l), prefix: PREFIX, filter: (l) => /^-- (ggml|Using|Including|CUDA|Metal|OpenMP|BLAS|Accelerate|Configuring done|Generating done)/.test(l) || /CMake Error/.test(l) });
+        ], {
+            print: (l) => console.error(l),
+            prefix: PREFIX,
+            filter: (l) => /^-- (ggml|Using|Including|CUDA|Metal|OpenMP|BLAS|Accelerate|Configuring done|Generating done)/.test(l) || (!cuda && /CMake Error/.test(l)),
+            quietErrors: Boolean(cuda),
+        });
         if (conf.code !== 0) {
-            const reason = `cmake configure failed: ${conf.tail.filter((l) => /Error|error/.test(l)).slice(-2).join(" | ")}`;
+            const reason = `cmake configure failed${cuda ? " with GGML_CUDA=ON" : ""}: ${summarize(conf.tail)}`;
             if (cuda) {
                 // remembered, like the addon build: nvcc without cuBLAS or a GPU fails the same way every time
                 mkdirSync(v.dir, { recursive: true });
@@ -84,7 +89,7 @@ async function buildVariant(tc, src, cuda) {
         }
         const b = await run(tc.cmake, ["--build", v.dir, "--config", "Release", "-j", String(buildJobs()), "--target", ...TOOL_TARGETS], { print: (l) => console.error(l), prefix: PREFIX });
         if (b.code !== 0 || !binariesPresent(v.binDir)) {
-            return { ok: false, reason: `build failed: ${b.tail.filter((l) => /error|FAILED/i.test(l)).slice(-3).join(" | ") || b.tail.slice(-3).join(" | ")}` };
+            return { ok: false, reason: `build failed: ${summarize(b.tail)}` };
         }
         writeFileSync(v.done, `${new Date().toISOString()}\n`);
         log(`built in ${((Date.now() - started) / 1000).toFixed(0)}s`);
@@ -101,7 +106,7 @@ export async function buildLlamaTools() {
     let result;
     if (cuda) {
         result = await buildVariant(tc, src, cuda);
-        if (!result.ok) log(`CUDA build not possible (${result.reason.slice(0, 200)}); building for CPU instead`);
+        if (!result.ok) log(`CUDA build not possible (${result.reason.slice(0, 300)}); building for CPU instead`);
     }
     if (!result?.ok) result = await buildVariant(tc, src, undefined);
     if (!result.ok) throw new Error(result.reason);

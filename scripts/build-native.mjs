@@ -384,7 +384,7 @@ async function buildVariant({ tc, src, cuda, nodeInclude, addonApiDir }) {
     }, { onWait: (pid) => log(`waiting for another build of the same tree (pid ${pid})`) });
 }
 
-function summarize(tail) {
+export function summarize(tail) {
     const at = tail.findIndex((l) => /CMake Error/.test(l));
     if (at >= 0) {
         // "CMake Error at .../ggml-cuda/CMakeLists.txt:165 (target_link_libraries): Target "ggml-cuda" links to: CUDA::cublas but the target was not found."

@@ -1,0 +1,128 @@
+/**
+ * Parity check: NativeEngine vectors against llama.cpp's own llama-embedding (same source, same
+ * flags, built by scripts/build-llama-tools.mjs) and optionally node-llama-cpp, per input.
+ *
+ *   node --import tsx scripts/parity-check.ts --model path/to/model.gguf [--texts file.txt] [--min 0.9999] [--node-llama-cpp]
+ *   node --import tsx scripts/parity-check.ts --preset bert-tiny
+ *
+ * --texts: one input per line. Exits 1 when any cosine is below --min.
+ */
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs, promisify } from "node:util";
+import { getLlama, LlamaLogLevel, type Token } from "node-llama-cpp";
+import { NativeEngine } from "../src/engine/nativeEngine.js";
+
+const execFileAsync = promisify(execFile);
+
+const DEFAULT_TEXTS = [
+    "Hello world",
+    "The quick brown fox jumps over the lazy dog.",
+    "Quantum chromodynamics describes the strong interaction between quarks and gluons.",
+    "I would like a large pizza with mushrooms, please.",
+    "Der Vertrag wurde gestern unterschrieben.",
+    "日本語のテキストも正しく処理されるべきです。",
+    "a",
+    "Embeddings map text to vectors so that similar meanings end up close together in the space.",
+];
+
+function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+    let dot = 0;
+    let na = 0;
+    let nb = 0;
+    for (let i = 0; i < a.length; i++) {
+        dot += a[i]! * b[i]!;
+        na += a[i]! * a[i]!;
+        nb += b[i]! * b[i]!;
+    }
+    return dot / Math.sqrt(na * nb);
+}
+
+async function main(): Promise<number> {
+    const { values } = parseArgs({
+        options: {
+            model: { type: "string" },
+            preset: { type: "string" },
+            texts: { type: "string" },
+            min: { type: "string", default: "0.9999" },
+            "node-llama-cpp": { type: "boolean", default: false },
+            threads: { type: "string", default: "2" },
+        },
+    });
+    let modelPath = values.model;
+    if (!modelPath && values.preset) {
+        const { ensureTestModel } = await import("../test/fixtures/testModels.js");
+        modelPath = await ensureTestModel(values.preset as Parameters<typeof ensureTestModel>[0]);
+    }
+    if (!modelPath) {
+        console.error("usage: parity-check.ts --model <file.gguf> | --preset <test preset> [--texts file] [--min 0.9999] [--node-llama-cpp]");
+        return 2;
+    }
+    const texts = values.texts
+        ? readFileSync(values.texts, "utf8").split("\n").filter((l) => l.trim().length > 0)
+        : DEFAULT_TEXTS;
+    const min = Number(values.min);
+    const threads = Number(values.threads);
+
+    // @ts-expect-error plain ESM JavaScript without type declarations
+    const tools = (await import("./build-llama-tools.mjs")) as { buildLlamaTools(): Promise<string> };
+    const binDir = await tools.buildLlamaTools();
+
+    const engine = await NativeEngine.create({ modelPath, threads });
+    let worst = 1;
+    try {
+        const tokens = await Promise.all(texts.map((t) => engine.tokenize(t, true)));
+        const ours = await engine.embed(tokens);
+
+        const sep = "<#parity-sep#>";
+        const { stdout } = await execFileAsync(
+            join(binDir, "llama-embedding"),
+            [
+                "-m", modelPath, "-p", texts.join(sep), "--embd-separator", sep, "--embd-normalize", "-1",
+                "--embd-output-format", "array", "-t", String(threads), "-c", "8192", "-b", "8192", "-ub", "8192", "--no-warmup",
+            ],
+            { maxBuffer: 256 * 1024 * 1024 },
+        );
+        const theirs = JSON.parse(stdout.slice(stdout.indexOf("["))) as number[][];
+        if (theirs.length !== texts.length) throw new Error(`llama-embedding returned ${theirs.length} vectors for ${texts.length} texts`);
+
+        let nlc: number[][] | undefined;
+        if (values["node-llama-cpp"]) {
+            const llama = await getLlama({ build: "never", logLevel: LlamaLogLevel.error });
+            const model = await llama.loadModel({ modelPath, gpuLayers: 0 });
+            const ctx = await model.createEmbeddingContext({ contextSize: Math.min(engine.info.contextLength + 1, 8192), threads });
+            nlc = [];
+            for (const t of tokens) nlc.push([...(await ctx.getEmbeddingFor(Array.from(t) as Token[])).vector]);
+            await ctx.dispose();
+            await model.dispose();
+        }
+
+        console.log(`model ${modelPath} (${engine.info.architecture}, ${engine.info.pooling} pooling, ${engine.info.dimensions} dims, ${engine.backend.gpu})`);
+        console.log(`  #  tokens  vs llama-embedding${nlc ? "  vs node-llama-cpp" : ""}  text`);
+        for (let i = 0; i < texts.length; i++) {
+            const c1 = cosine(ours[i]!, theirs[i]!);
+            const c2 = nlc ? cosine(ours[i]!, nlc[i]!) : undefined;
+            worst = Math.min(worst, c1, c2 ?? 1);
+            console.log(
+                `${String(i).padStart(3)}  ${String(tokens[i]!.length).padStart(6)}  ${c1.toFixed(6).padStart(17)}` +
+                    `${c2 === undefined ? "" : c2.toFixed(6).padStart(20)}  ${texts[i]!.slice(0, 50)}`,
+            );
+        }
+    } finally {
+        await engine.dispose();
+    }
+    const ok = worst >= min;
+    console.log(`${ok ? "OK" : "FAIL"}: worst cosine ${worst.toFixed(6)} (min ${min})`);
+    return ok ? 0 : 1;
+}
+
+main().then(
+    (code) => {
+        process.exitCode = code;
+    },
+    (err) => {
+        console.error(err);
+        process.exitCode = 1;
+    },
+);
