@@ -1,5 +1,3 @@
-import { existsSync } from "node:fs";
-import { resolve } from "node:path";
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import type { Config, ModelConfig } from "./config/schema.js";
@@ -8,6 +6,8 @@ import { createEngine } from "./engine/createEngine.js";
 import type { Engine } from "./engine/engine.js";
 import { buildApp } from "./http/app.js";
 import type { Lifecycle } from "./http/routes/system.js";
+import { resolveModel } from "./models/download.js";
+import { createProgressPrinter } from "./models/progress.js";
 import { ModelRegistry, type EngineLoader } from "./models/registry.js";
 import { Metrics } from "./observability/metrics.js";
 import { VERSION } from "./version.js";
@@ -31,11 +31,18 @@ export interface CreateServerOptions {
     loader?: EngineLoader;
 }
 
-/** Turns a configured model path into a local file, or explains why it can't. */
+/**
+ * Turns a configured model (local path, hf:user/repo[:quant] or URL) into a local file,
+ * pulling it into the cache when missing. Progress goes to stderr on a terminal.
+ */
 export async function resolveModelPath(model: ModelConfig): Promise<string> {
-    const path = resolve(model.path);
-    if (!existsSync(path)) throw new Error(`model file ${path} does not exist`);
-    return path;
+    const printer = process.stderr.isTTY ? createProgressPrinter({ stream: process.stderr }) : undefined;
+    try {
+        const result = await resolveModel(model.path, { onProgress: printer?.onProgress });
+        return result.path;
+    } finally {
+        printer?.finish();
+    }
 }
 
 export function defaultEngineLoader(logger: Logger): EngineLoader {

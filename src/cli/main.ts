@@ -1,13 +1,15 @@
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { VERSION } from "../version.js";
+import pullCommand from "./commands/pull.js";
 import { serveCommand } from "./commands/serve.js";
 
 await yargs(hideBin(process.argv))
     .scriptName("embedding-server")
     .parserConfiguration({ "dot-notation": false })
     .command(serveCommand)
-    .demandCommand(1, "Name a command: serve")
+    .command(pullCommand)
+    .demandCommand(1, "Name a command: serve, pull")
     .strict()
     .version(VERSION)
     .help()
