@@ -118,3 +118,23 @@ describe("config loading", () => {
         }
     });
 });
+
+describe("default model", () => {
+    it("applies when nothing names a model, and model.* keys tune it", async () => {
+        const { DEFAULT_MODEL } = await import("../src/models/defaultModel.js");
+        const base = { models: [DEFAULT_MODEL] };
+        const plain = loadConfig({ env: {}, base });
+        assert.equal(plain.models[0]!.path, "hf:Qwen/Qwen3-Embedding-0.6B-GGUF:Q8_0");
+        const tuned = loadConfig({ env: { EMBEDDING_SERVER_MODEL_CONTEXT_SIZE: "512" }, base });
+        assert.equal(tuned.models[0]!.path, DEFAULT_MODEL.path);
+        assert.equal(tuned.models[0]!.contextSize, 512);
+        const replaced = loadConfig({ env: {}, base, flags: { "model.path": "mine.gguf" } });
+        assert.equal(replaced.models[0]!.path, "mine.gguf");
+        assert.equal(replaced.models[0]!.id, undefined, "a new path does not inherit the default's id");
+        assert.deepEqual(replaced.models[0]!.prompts, {});
+        const list = loadConfig({ env: {}, base, file: file("list.yaml", "models:\n  - path: a.gguf\n") });
+        assert.equal(list.models.length, 1);
+        assert.equal(list.models[0]!.path, "a.gguf");
+        assert.equal(list.models[0]!.id, undefined, "a models: list replaces the default entirely");
+    });
+});

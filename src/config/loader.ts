@@ -121,17 +121,24 @@ function flagLayer(flags: Record<string, unknown>, problems: string[]): Obj {
     return layerFrom(entries, problems);
 }
 
-/** Folds the `model:` shorthand (one model) into `models[0]`. */
-function normalizeModels(layer: Obj, problems: string[], origin: string): Obj {
-    if (!("model" in layer)) return layer;
+/**
+ * Applies one layer over the accumulated config. `models:` replaces the list; the `model:`
+ * shorthand (and every `model.*` env var or flag) edits the first model, so a layer can tune
+ * the default or configured model without restating its path; giving a new path starts afresh.
+ */
+function applyLayer(acc: Obj, layer: Obj, problems: string[], origin: string): Obj {
     const { model, ...rest } = layer;
+    const out = deepMerge(acc, rest);
+    if (model === undefined) return out;
     if (!isObj(model)) {
         problems.push(`model (${origin}) must be a mapping such as {path: ./model.gguf}`);
-        return rest;
+        return out;
     }
-    const models = Array.isArray(rest.models) ? [...rest.models] : [];
-    models[0] = isObj(models[0]) ? deepMerge(models[0], model) : model;
-    return { ...rest, models };
+    const models = Array.isArray(out.models) ? [...out.models] : [];
+    // A new path means a different model: nothing of the previous one (id, prompts) carries over.
+    const samePath = isObj(models[0]) && (model.path === undefined || model.path === models[0].path);
+    models[0] = samePath ? deepMerge(models[0] as Obj, model) : model;
+    return { ...out, models };
 }
 
 function describeValue(root: unknown, path: PropertyKey[]): string {
@@ -147,14 +154,14 @@ function describeValue(root: unknown, path: PropertyKey[]): string {
 export function loadConfig(options: LoadConfigOptions = {}): Config {
     const problems: string[] = [];
     const fileObj = options.file ? readFile(options.file) : {};
-    const layers = [
-        normalizeModels(options.base ?? {}, problems, "profile"),
-        normalizeModels(fileObj, problems, options.file ?? "file"),
-        normalizeModels(envLayer(options.env ?? process.env, problems), problems, "environment"),
-        normalizeModels(flagLayer(options.flags ?? {}, problems), problems, "flags"),
+    const layers: [Obj, string][] = [
+        [options.base ?? {}, "defaults"],
+        [fileObj, options.file ?? "file"],
+        [envLayer(options.env ?? process.env, problems), "environment"],
+        [flagLayer(options.flags ?? {}, problems), "flags"],
     ];
+    const merged = layers.reduce((acc, [layer, origin]) => applyLayer(acc, layer, problems, origin), {} as Obj);
     if (problems.length) throw new ConfigError(problems, options.file);
-    const merged = layers.reduce((acc, l) => deepMerge(acc, l), {} as Obj);
     if (!Array.isArray(merged.models)) merged.models = [];
     const result = configSchema.safeParse(merged);
     if (!result.success) {

@@ -1,8 +1,12 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import OpenAI from "openai";
 import { ensureTestModel } from "../fixtures/testModels.js";
+import { freePort } from "../../bench/lib.js";
 import { BIN, spawnServer, type SpawnedServer } from "../helpers/spawnServer.js";
 import { cosine } from "../helpers/testServer.js";
 
@@ -32,6 +36,20 @@ describe("embedding-server CLI + official openai SDK", () => {
         assert.equal(res.status, 2);
         assert.match(res.stderr, /server\.port/);
         assert.match(res.stderr, /70000/);
+    });
+
+    it("with no model and no network, serve names the default model and how to pass a local file", async () => {
+        const closedPort = await freePort();
+        const res = spawnSync(process.execPath, [BIN, "serve", "--port", "0"], {
+            encoding: "utf8",
+            // Nothing listens on that loopback port, so the hub is unreachable at once, as offline.
+            env: { ...process.env, HF_ENDPOINT: `http://127.0.0.1:${closedPort}`, EMBEDDING_SERVER_CACHE_DIR: mkdtempSync(join(tmpdir(), "es-cache-")) },
+            timeout: 60_000,
+        });
+        assert.equal(res.status, 1);
+        const out = res.stdout + res.stderr;
+        assert.match(out, /Qwen\/Qwen3-Embedding-0\.6B-GGUF/);
+        assert.match(out, /--model/);
     });
 
     it("the SDK gets vectors; its default base64 and float give the same numbers", async () => {

@@ -2,6 +2,7 @@ import type { Argv, CommandModule } from "yargs";
 import { CONFIG_KEYS } from "../../config/keys.js";
 import { ConfigError, loadConfig } from "../../config/loader.js";
 import type { Config } from "../../config/schema.js";
+import { DEFAULT_MODEL } from "../../models/defaultModel.js";
 import { createLogger } from "../../observability/logger.js";
 import { createServer } from "../../server.js";
 
@@ -42,7 +43,8 @@ function flagsFrom(argv: ServeArgs): Record<string, unknown> {
 export async function runServe(argv: ServeArgs): Promise<void> {
     let config: Config;
     try {
-        config = loadConfig({ file: argv.config ?? process.env.EMBEDDING_SERVER_CONFIG, flags: flagsFrom(argv) });
+        // The default model sits below every source: any model from file, env or flags replaces it.
+        config = loadConfig({ file: argv.config ?? process.env.EMBEDDING_SERVER_CONFIG, flags: flagsFrom(argv), base: { models: [DEFAULT_MODEL] } });
     } catch (err) {
         if (err instanceof ConfigError) {
             console.error(err.message);
