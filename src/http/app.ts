@@ -50,6 +50,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     app.setSerializerCompiler(() => (data) => JSON.stringify(data));
     app.addHook("onSend", async (request, reply) => {
         void reply.header("x-request-id", request.id);
+        // While draining, each finished response closes its keep-alive connection, so close()
+        // completes as soon as the last in-flight request does instead of at the drain timeout.
+        if (lifecycle.draining) void reply.header("connection", "close");
     });
 
     registerErrorHandling(app, metrics, config.server.bodyLimit);
