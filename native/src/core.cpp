@@ -313,7 +313,10 @@ std::shared_ptr<Core> Core::Load(const LoadParams & p, std::string & error) {
         for (const auto & d : Devices()) {
             if (!list.empty()) list += ", ";
             list += d.backend + (d.description.empty() ? "" : " (" + d.description + ")");
-            if (gpu_backend.empty() && (d.type == "gpu" || d.type == "igpu")) gpu_backend = lower(d.backend);
+            if (gpu_backend.empty() && (d.type == "gpu" || d.type == "igpu")) {
+                // "metal", "cuda", "vulkan", or another backend's name in lower case
+                gpu_backend = lower(d.backend);
+            }
         }
         info.devices = list;
         const int max_layers = info.nLayer + 1;

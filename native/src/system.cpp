@@ -106,6 +106,12 @@ static const char * dev_type_name(enum ggml_backend_dev_type t) {
     }
 }
 
+// Registry names as ggml spells them ("MTL" is Metal) -> the names users know.
+static std::string friendly_backend(const std::string & reg) {
+    if (reg == "MTL" || reg == "Metal") return "Metal";
+    return reg;
+}
+
 std::vector<DeviceInfo> Devices() {
     EnsureBackend();
     std::vector<DeviceInfo> out;
@@ -118,7 +124,7 @@ std::vector<DeviceInfo> Devices() {
         const char * reg_name = reg ? ggml_backend_reg_name(reg) : nullptr;
         d.name = name ? name : "";
         d.description = desc ? desc : "";
-        d.backend = reg_name ? reg_name : d.name;
+        d.backend = friendly_backend(reg_name ? reg_name : d.name);
         d.type = dev_type_name(ggml_backend_dev_type(dev));
         ggml_backend_dev_memory(dev, &d.memoryFree, &d.memoryTotal);
         out.push_back(std::move(d));

@@ -126,8 +126,9 @@ export class NativeEngine implements Engine {
                 gpuLayers: n.gpuLayers,
                 details:
                     `llama.cpp static build; devices: ${n.devices}; ` +
-                    `n_seq_max=${n.nSeqMax} n_batch=${n.nBatch} n_ubatch=${n.nUbatch} n_ctx=${n.nCtx} ` +
-                    `kv_unified=${n.kvUnified}; ${addon.systemInfo()}`,
+                    `n_seq_max=${n.nSeqMax} n_batch=${n.nBatch} n_ubatch=${n.nUbatch} ` +
+                    `${n.hasMemory ? `n_ctx=${n.nCtx} kv=${n.kvUnified ? "unified" : "per-sequence"}` : "kv=none"}; ` +
+                    addon.systemInfo().replace(/[\s|]+$/, ""),
             };
             return new NativeEngine(model, info, backend, specialTokensOf(model), n);
         } catch (err) {
