@@ -8,7 +8,8 @@ import { buildApp } from "./http/app.js";
 import type { Lifecycle } from "./http/routes/system.js";
 import { resolveModel } from "./models/download.js";
 import { createProgressPrinter } from "./models/progress.js";
-import { ModelRegistry, type EngineLoader } from "./models/registry.js";
+import { estimateModelMemory } from "./models/memoryEstimate.js";
+import { ModelRegistry, type EngineLoader, type MemoryEstimator } from "./models/registry.js";
 import { Metrics } from "./observability/metrics.js";
 import { VERSION } from "./version.js";
 
@@ -29,6 +30,8 @@ export interface CreateServerOptions {
     logger: Logger;
     /** Replaces how a model file becomes an engine (tests inject faults through it). */
     loader?: EngineLoader;
+    /** Replaces the memory estimate taken before each load. */
+    estimateMemory?: MemoryEstimator;
 }
 
 /**
@@ -43,6 +46,14 @@ export async function resolveModelPath(model: ModelConfig): Promise<string> {
     } finally {
         printer?.finish();
     }
+}
+
+/** Reads the GGUF header and sizes weights plus KV cache for the model's configuration. */
+export async function defaultMemoryEstimator(model: ModelConfig): Promise<number> {
+    const path = await resolveModelPath(model);
+    const gpuLayers = model.gpuLayers === "max" || model.gpuLayers === "auto" ? 1_000_000 : model.gpuLayers;
+    const estimate = await estimateModelMemory(path, { contextSize: model.contextSize, batchSize: model.batchSize, sequences: model.maxSequences, gpuLayers });
+    return estimate.totalBytes;
 }
 
 export function defaultEngineLoader(logger: Logger): EngineLoader {
@@ -66,7 +77,13 @@ export async function createServer(options: CreateServerOptions): Promise<Embedd
     const { config, logger } = options;
     const metrics = new Metrics();
     const lifecycle: Lifecycle = { draining: false };
-    const registry = new ModelRegistry({ loader: options.loader ?? defaultEngineLoader(logger), limits: config.limits, logger, metrics });
+    const registry = new ModelRegistry({
+        loader: options.loader ?? defaultEngineLoader(logger),
+        estimateMemory: options.estimateMemory ?? defaultMemoryEstimator,
+        limits: config.limits,
+        logger,
+        metrics,
+    });
     registry.register(config.models);
     const service = new EmbedService(registry, config.limits, metrics);
     const app = await buildApp({ config, registry, service, metrics, logger, version: VERSION, lifecycle });

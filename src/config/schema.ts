@@ -46,6 +46,10 @@ export const modelConfigSchema = z
         defaultPrompt: z.string().optional(),
         /** Which runtime: the native batched addon, node-llama-cpp, or the best available. */
         engine: z.enum(["auto", "native", "node-llama-cpp"]).default("auto"),
+        /** Load on first request instead of at start-up. */
+        lazy: z.boolean().default(false),
+        /** Unload after this many seconds without requests (0: never); it reloads on the next request. */
+        idleUnloadSeconds: z.number().int().min(0).max(31_536_000).default(0),
     })
     .strict();
 
@@ -88,6 +92,8 @@ export const configSchema = z
                 truncate: z.boolean().default(false),
                 /** Tokens waiting in a model's queue past which new work is refused with 429. */
                 maxQueuedTokens: z.number().int().min(1).max(1_000_000_000).default(262_144),
+                /** Share of RAM all loaded models may use together (estimated before loading); a model that would pass it is refused. */
+                modelMemoryFraction: z.number().min(0.01).max(1).default(0.5),
             })
             .strict()
             .prefault({}),

@@ -60,8 +60,8 @@ export class EmbedService {
                 param: field,
             });
         }
-        const handle = this.registry.resolve(request.model);
-        const release = handle.acquire();
+        // Loads a lazy or idle-unloaded model first; the handle stays alive until release().
+        const { handle, release } = await this.registry.use(request.model);
         try {
             return await this.embedWith(handle, request, field);
         } finally {

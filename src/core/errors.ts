@@ -141,6 +141,20 @@ export class RequestCancelledError extends ApiError {
     readonly type = "invalid_request_error" as const;
 }
 
+/** An admin add/replace named a model that could not be loaded; the old one keeps serving. */
+export class ModelLoadFailedError extends ApiError {
+    readonly code = "model_load_failed";
+    readonly status = 400;
+    readonly type = "invalid_request_error" as const;
+}
+
+/** Loading this model would pass limits.modelMemoryFraction. */
+export class InsufficientMemoryError extends ApiError {
+    readonly code = "insufficient_memory";
+    readonly status = 507;
+    readonly type = "server_error" as const;
+}
+
 /** Anything unexpected inside the engine. Its message is never shown to clients. */
 export class InternalError extends ApiError {
     readonly code = "internal_error";

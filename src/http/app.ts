@@ -12,6 +12,7 @@ import { registerErrorHandling } from "./errorHandler.js";
 import { registerAuth } from "./plugins/auth.js";
 import { registerRateLimit, type RateLimitOptions } from "./plugins/rateLimit.js";
 import { registerRequestContext } from "./plugins/requestContext.js";
+import { adminRoutes } from "./routes/admin.js";
 import { openaiRoutes } from "./routes/openai.js";
 import { seedRoutes } from "./routes/seed.js";
 import { systemRoutes, type Lifecycle } from "./routes/system.js";
@@ -79,5 +80,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await app.register(systemRoutes({ registry, metrics, lifecycle, version, metricsEnabled: config.metrics.enabled }));
     await app.register(seedRoutes(service));
     await app.register(openaiRoutes(service, registry, startedAt));
+    await app.register(adminRoutes(registry));
     return app;
 }

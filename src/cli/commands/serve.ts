@@ -42,9 +42,11 @@ function flagsFrom(argv: ServeArgs): Record<string, unknown> {
 
 export async function runServe(argv: ServeArgs): Promise<void> {
     let config: Config;
+    const configFile = argv.config ?? process.env.EMBEDDING_SERVER_CONFIG;
+    // The default model sits below every source: any model from file, env or flags replaces it.
+    const load = () => loadConfig({ file: configFile, flags: flagsFrom(argv), base: { models: [DEFAULT_MODEL] } });
     try {
-        // The default model sits below every source: any model from file, env or flags replaces it.
-        config = loadConfig({ file: argv.config ?? process.env.EMBEDDING_SERVER_CONFIG, flags: flagsFrom(argv), base: { models: [DEFAULT_MODEL] } });
+        config = load();
     } catch (err) {
         if (err instanceof ConfigError) {
             console.error(err.message);
@@ -76,6 +78,21 @@ export async function runServe(argv: ServeArgs): Promise<void> {
     };
     process.on("SIGTERM", () => void shutdown("SIGTERM"));
     process.on("SIGINT", () => void shutdown("SIGINT"));
+    // SIGHUP re-reads the config file and swaps models in place; other settings need a restart.
+    process.on("SIGHUP", () => {
+        if (shuttingDown) return;
+        let next: Config;
+        try {
+            next = load();
+        } catch (err) {
+            logger.error({ err: (err as Error).message }, "SIGHUP: configuration rejected; keeping the current models");
+            return;
+        }
+        server.registry.reconcile(next.models).then(
+            (changes) => logger.info(changes, "SIGHUP: models reloaded"),
+            (err) => logger.error({ err: (err as Error).message }, "SIGHUP: model reload failed; the previous models keep serving"),
+        );
+    });
 
     const address = await server.app.listen({ host: config.server.host, port: config.server.port });
     logger.info({ address, models: config.models.map((m) => m.id ?? m.path) }, "listening; loading models");

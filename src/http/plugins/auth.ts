@@ -54,7 +54,7 @@ export function registerAuth(app: FastifyInstance, options: AuthOptions) {
         const needAdmin = access === "admin";
         // With no keys configured the server is open (it listens on loopback by default),
         // except admin routes, which stay closed until an admin key exists.
-        if (!needAdmin && apiDigests.length === 0 && adminDigests.length === 0) return;
+        if (!needAdmin && apiDigests.length === 0) return;
         const key = presentedKey(request);
         if (!key) {
             throw new UnauthorizedError("missing API key: send Authorization: Bearer <key> or x-api-key: <key>");
