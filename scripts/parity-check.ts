@@ -76,16 +76,23 @@ async function main(): Promise<number> {
         const ours = await engine.embed(tokens);
 
         const sep = "<#parity-sep#>";
-        const { stdout } = await execFileAsync(
-            join(binDir, "llama-embedding"),
-            [
-                "-m", modelPath, "-p", texts.join(sep), "--embd-separator", sep, "--embd-normalize", "-1",
-                "--embd-output-format", "array", "-t", String(threads), "-c", "8192", "-b", "8192", "-ub", "8192", "--no-warmup",
-            ],
-            { maxBuffer: 256 * 1024 * 1024 },
-        );
-        const theirs = JSON.parse(stdout.slice(stdout.indexOf("["))) as number[][];
-        if (theirs.length !== texts.length) throw new Error(`llama-embedding returned ${theirs.length} vectors for ${texts.length} texts`);
+        const args = [
+            "-m", modelPath, "-p", texts.join(sep), "--embd-separator", sep, "--embd-normalize", "-1",
+            "--embd-output-format", "array", "-t", String(threads), "-c", "8192", "-b", "8192", "-ub", "8192", "--no-warmup",
+        ];
+        // llama-embedding prints through llama.cpp's asynchronous logger, which is leaked at exit
+        // and can lose the tail of the output on a busy machine: retry until the array is whole.
+        let theirs: number[][] | undefined;
+        for (let attempt = 0; attempt < 4 && !theirs; attempt++) {
+            const { stdout } = await execFileAsync(join(binDir, "llama-embedding"), args, { maxBuffer: 256 * 1024 * 1024 });
+            try {
+                const parsed = JSON.parse(stdout.slice(Math.max(0, stdout.indexOf("[")))) as number[][];
+                if (parsed.length === texts.length) theirs = parsed;
+            } catch {
+                // truncated
+            }
+        }
+        if (!theirs) throw new Error("llama-embedding output was incomplete 4 times");
 
         let nlc: number[][] | undefined;
         if (values["node-llama-cpp"]) {
