@@ -7,6 +7,7 @@ import type { Engine } from "./engine/engine.js";
 import { buildApp } from "./http/app.js";
 import type { Lifecycle } from "./http/routes/system.js";
 import { resolveModel } from "./models/download.js";
+import { ModelError } from "./models/errors.js";
 import { createProgressPrinter } from "./models/progress.js";
 import { estimateModelMemory } from "./models/memoryEstimate.js";
 import { ModelRegistry, type EngineLoader, type MemoryEstimator } from "./models/registry.js";
@@ -38,11 +39,14 @@ export interface CreateServerOptions {
  * Turns a configured model (local path, hf:user/repo[:quant] or URL) into a local file,
  * pulling it into the cache when missing. Progress goes to stderr on a terminal.
  */
-export async function resolveModelPath(model: ModelConfig): Promise<string> {
+export async function resolveModelPath(model: ModelConfig, logger?: Logger): Promise<string> {
     const printer = process.stderr.isTTY ? createProgressPrinter({ stream: process.stderr }) : undefined;
     try {
-        const result = await resolveModel(model.path, { onProgress: printer?.onProgress });
-        return result.path;
+        return (await resolveModel(model.path, { onProgress: printer?.onProgress })).path;
+    } catch (err) {
+        if (!model.fallbackPath || !(err instanceof ModelError) || !["MODEL_QUANT_NOT_FOUND", "MODEL_QUANT_AMBIGUOUS"].includes(err.code)) throw err;
+        logger?.warn({ wanted: model.path, using: model.fallbackPath, reason: err.message }, "model not available in the wanted quantization; using the fallback");
+        return (await resolveModel(model.fallbackPath, { onProgress: printer?.onProgress })).path;
     } finally {
         printer?.finish();
     }
@@ -59,7 +63,7 @@ export async function defaultMemoryEstimator(model: ModelConfig): Promise<number
 export function defaultEngineLoader(logger: Logger): EngineLoader {
     return async (model: ModelConfig): Promise<Engine> =>
         createEngine({
-            modelPath: await resolveModelPath(model),
+            modelPath: await resolveModelPath(model, logger),
             engine: model.engine,
             contextSize: model.contextSize,
             batchSize: model.batchSize,

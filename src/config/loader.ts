@@ -121,10 +121,13 @@ function flagLayer(flags: Record<string, unknown>, problems: string[]): Obj {
     return layerFrom(entries, problems);
 }
 
+/** Keys that belong to one particular model file rather than to how it is run. */
+const MODEL_IDENTITY_KEYS = new Set(["id", "path", "fallbackPath", "aliases", "prompts", "defaultPrompt", "pooling"]);
+
 /**
  * Applies one layer over the accumulated config. `models:` replaces the list; the `model:`
  * shorthand (and every `model.*` env var or flag) edits the first model, so a layer can tune
- * the default or configured model without restating its path; giving a new path starts afresh.
+ * the default or configured model without restating its path; a new path keeps only the tunings.
  */
 function applyLayer(acc: Obj, layer: Obj, problems: string[], origin: string): Obj {
     const { model, ...rest } = layer;
@@ -135,9 +138,15 @@ function applyLayer(acc: Obj, layer: Obj, problems: string[], origin: string): O
         return out;
     }
     const models = Array.isArray(out.models) ? [...out.models] : [];
-    // A new path means a different model: nothing of the previous one (id, prompts) carries over.
-    const samePath = isObj(models[0]) && (model.path === undefined || model.path === models[0].path);
-    models[0] = samePath ? deepMerge(models[0] as Obj, model) : model;
+    const previous = isObj(models[0]) ? (models[0] as Obj) : undefined;
+    if (previous && model.path !== undefined && model.path !== previous.path) {
+        // A new path is a different model: its identity (id, prompts, ...) starts afresh, while
+        // tunings such as contextSize or gpuLayers (from a hardware profile, say) carry over.
+        const tunings = Object.fromEntries(Object.entries(previous).filter(([k]) => !MODEL_IDENTITY_KEYS.has(k)));
+        models[0] = deepMerge(tunings, model);
+    } else {
+        models[0] = previous ? deepMerge(previous, model) : model;
+    }
     return { ...out, models };
 }
 

@@ -24,6 +24,8 @@ export const modelConfigSchema = z
         id: z.string().min(1).max(200).regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]*$/, "letters, digits and . _ : / - only").optional(),
         /** Local GGUF path, or a hf:user/repo[:quant] / https URL to pull. */
         path: z.string().min(1),
+        /** Used when `path` cannot be resolved, e.g. when the hub lacks a profile's quantization. */
+        fallbackPath: z.string().min(1).optional(),
         /** Other names that route to this model. */
         aliases: z.array(z.string().min(1)).default([]),
         /** Tokens one input may use. Default: the model's training context, capped at 8192. */
@@ -104,6 +106,32 @@ export const configSchema = z
                 requestsPerMinute: z.number().int().min(1).default(600),
                 /** Input tokens per minute per API key (or client IP). */
                 tokensPerMinute: z.number().int().min(1).default(1_000_000),
+                /** Count requests and tokens in Redis (redis.url), so the limits hold across instances. */
+                redis: z.boolean().default(true),
+            })
+            .strict()
+            .prefault({}),
+        cache: z
+            .object({
+                /** Serve repeated inputs from the cache instead of the engine. */
+                enabled: z.boolean().default(true),
+                /** Size of the in-process LRU, in bytes (vectors plus keys); 0 turns the memory layer off. */
+                memoryBytes: z.number().int().min(0).max(1024 ** 4).default(256 * 1024 * 1024),
+                /** Also keep vectors in Redis (redis.url), shared by every instance. */
+                redis: z.boolean().default(true),
+                /** How long a vector stays in Redis, in seconds; 0: no expiry (Redis's maxmemory policy decides). */
+                ttlSeconds: z.number().int().min(0).max(31_536_000).default(604_800),
+            })
+            .strict()
+            .prefault({}),
+        redis: z
+            .object({
+                /** redis://[:password@]host:port[/db] or rediss://…; unset: cache and rate limits stay in this process. */
+                url: z.string().regex(/^rediss?:\/\//, "a redis:// or rediss:// URL").optional(),
+                /** Prefix of every key this server writes, so deployments can share one Redis. */
+                prefix: z.string().max(200).default("embedding-server:"),
+                /** Longest one Redis call may take; past it the server goes on without Redis. */
+                timeoutMs: z.number().int().min(1).max(60_000).default(100),
             })
             .strict()
             .prefault({}),

@@ -3,6 +3,7 @@ import { CONFIG_KEYS } from "../../config/keys.js";
 import { ConfigError, loadConfig } from "../../config/loader.js";
 import type { Config } from "../../config/schema.js";
 import { DEFAULT_MODEL } from "../../models/defaultModel.js";
+import { PROFILE_NAMES, loadProfile, withQuantization, type ProfileName } from "../../config/profiles.js";
 import { createLogger } from "../../observability/logger.js";
 import { createServer } from "../../server.js";
 
@@ -14,6 +15,7 @@ interface ServeArgs {
     "api-key"?: string[];
     "admin-key"?: string[];
     "log-level"?: string;
+    profile?: string;
     [key: string]: unknown;
 }
 
@@ -44,7 +46,20 @@ export async function runServe(argv: ServeArgs): Promise<void> {
     let config: Config;
     const configFile = argv.config ?? process.env.EMBEDDING_SERVER_CONFIG;
     // The default model sits below every source: any model from file, env or flags replaces it.
-    const load = () => loadConfig({ file: configFile, flags: flagsFrom(argv), base: { models: [DEFAULT_MODEL] } });
+    const profileName = (argv.profile ?? process.env.EMBEDDING_SERVER_PROFILE) as ProfileName | undefined;
+    if (profileName !== undefined && !PROFILE_NAMES.includes(profileName)) {
+        console.error(`--profile = ${JSON.stringify(profileName)}: expected one of ${PROFILE_NAMES.join(", ")}`);
+        process.exit(2);
+    }
+    const profile = profileName ? loadProfile(profileName) : undefined;
+    const defaults: Record<string, unknown> = profile
+        ? {
+              ...profile.layer,
+              // The profile picks the default model's quantization; if the hub lacks it, the stock one is used.
+              models: [{ ...DEFAULT_MODEL, path: withQuantization(DEFAULT_MODEL.path, profile.quantization), fallbackPath: DEFAULT_MODEL.path }],
+          }
+        : { models: [DEFAULT_MODEL] };
+    const load = () => loadConfig({ file: configFile, flags: flagsFrom(argv), base: defaults });
     try {
         config = load();
     } catch (err) {
@@ -55,6 +70,7 @@ export async function runServe(argv: ServeArgs): Promise<void> {
         throw err;
     }
     const logger = createLogger(config.server.logLevel);
+    if (profile) logger.info({ profile: profile.name }, profile.explanation);
     if (!LOOPBACK.test(config.server.host) && config.auth.apiKeys.length === 0) {
         logger.warn(
             { host: config.server.host },
@@ -117,6 +133,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
             .option("port", { alias: "p", type: "string", describe: "Port (server.port, default 8080)" })
             .option("api-key", { type: "string", array: true, describe: "Require this API key; repeatable or comma-separated (auth.apiKeys)" })
             .option("admin-key", { type: "string", array: true, describe: "Key for admin routes (auth.adminKeys)" })
+            .option("profile", { type: "string", choices: PROFILE_NAMES, describe: "Hardware profile: quantization, context, batch, GPU offload (env EMBEDDING_SERVER_PROFILE)" })
             .option("log-level", { type: "string", describe: "fatal|error|warn|info|debug|trace|silent (server.logLevel)" });
         for (const key of CONFIG_KEYS) {
             y = y.option(key.flag, {
