@@ -1,7 +1,9 @@
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { VERSION } from "../version.js";
+import { inspectCommand } from "./commands/inspect.js";
 import pullCommand from "./commands/pull.js";
+import { convertCommand, quantizeCommand } from "./commands/quantize.js";
 import { serveCommand } from "./commands/serve.js";
 
 await yargs(hideBin(process.argv))
@@ -9,8 +11,11 @@ await yargs(hideBin(process.argv))
     .parserConfiguration({ "dot-notation": false })
     .command(serveCommand)
     .command(pullCommand)
+    .command(inspectCommand)
+    .command(quantizeCommand)
+    .command(convertCommand)
     .command((await import("./commands/service.js")).serviceCommand)
-    .demandCommand(1, "Name a command: serve, pull")
+    .demandCommand(1, "Name a command: serve, pull, inspect, quantize, convert")
     .strict()
     .version(VERSION)
     .help()

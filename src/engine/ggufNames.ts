@@ -18,3 +18,12 @@ export function fileTypeName(id: number | undefined): string {
     const name = (GgufFileType as unknown as Record<number, string>)[id];
     return name ? name.replace(/^(MOSTLY|ALL)_/, "") : `type-${id}`;
 }
+
+/** Reads `<arch>.<dotted.key>` from node-llama-cpp's metadata, which nests keys at every dot. */
+export function archValue(metadata: unknown, key: string): unknown {
+    const meta = metadata as Record<string, unknown>;
+    const arch = String((meta.general as Record<string, unknown> | undefined)?.architecture);
+    let node: unknown = meta[arch];
+    for (const part of key.split(".")) node = (node as Record<string, unknown> | undefined)?.[part];
+    return node;
+}

@@ -9,7 +9,7 @@ import {
     type LlamaModel,
 } from "node-llama-cpp";
 import type { Engine, EngineBackendInfo, EngineLoadOptions, EngineModelInfo, GpuBackend, SpecialTokens } from "./engine.js";
-import { fileTypeName, poolingFromId } from "./ggufNames.js";
+import { archValue, fileTypeName, poolingFromId } from "./ggufNames.js";
 
 let llamaPromise: Promise<Llama> | undefined;
 
@@ -86,7 +86,7 @@ export class LlamaCppEngine implements Engine {
                 parameterCount: model.fileInsights.totalParameters,
                 fileSizeBytes: (await stat(options.modelPath)).size,
                 vocabSize: vocabSizeOf(meta),
-                causal: archMeta["attention.causal"] !== false && !model.fileInsights.hasEncoder && arch !== "bert" && !arch.includes("bert"),
+                causal: archValue(model.fileInfo.metadata, "attention.causal") !== false && !model.fileInsights.hasEncoder,
             };
             const backend: EngineBackendInfo = {
                 engine: "node-llama-cpp",

@@ -1,4 +1,5 @@
 import { GgufInsights, readGgufFileInfo } from "node-llama-cpp";
+import { archValue } from "../engine/ggufNames.js";
 
 export interface MemoryEstimate {
     /** Weights resident in RAM or VRAM. */
@@ -28,9 +29,7 @@ export async function estimateModelMemory(path: string, options: MemoryEstimateO
     const gpuLayers = typeof options.gpuLayers === "number" ? Math.min(options.gpuLayers, layers) : 0;
     const trainContextSize = insights.trainContextSize ?? 2048;
     const batchSize = options.batchSize ?? 2048;
-    const arch = info.metadata.general.architecture;
-    const archMeta = (info.metadata as unknown as Record<string, Record<string, unknown> | undefined>)[arch];
-    const causal = archMeta?.["attention.causal"] !== false;
+    const causal = archValue(info.metadata, "attention.causal") !== false;
     // Mirrors the native engine's plan: a decoder keeps one KV stream per sequence, each up to a
     // batch long; an encoder packs every sequence into one batch-sized stream.
     const perSequence = Math.min(options.contextSize ?? Math.min(trainContextSize, 8192), trainContextSize, batchSize);
