@@ -138,3 +138,15 @@ describe("default model", () => {
         assert.equal(list.models[0]!.id, undefined, "a models: list replaces the default entirely");
     });
 });
+
+describe("exposure warning", () => {
+    it("warns when listening beyond loopback without keys", async () => {
+        const { openHostWarning } = await import("../src/cli/commands/serve.js");
+        assert.equal(openHostWarning("127.0.0.1", []), undefined);
+        assert.equal(openHostWarning("localhost", []), undefined);
+        assert.equal(openHostWarning("::1", []), undefined);
+        assert.equal(openHostWarning("0.0.0.0", ["key-123456789"]), undefined);
+        assert.match(openHostWarning("0.0.0.0", []) ?? "", /0\.0\.0\.0 with no API keys/);
+        assert.match(openHostWarning("192.168.1.5", []) ?? "", /--api-key/);
+    });
+});

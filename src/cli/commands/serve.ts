@@ -21,6 +21,12 @@ interface ServeArgs {
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
 
+/** Listening beyond loopback with no API keys lets anyone on the network use the server. */
+export function openHostWarning(host: string, apiKeys: readonly string[]): string | undefined {
+    if (LOOPBACK.test(host) || apiKeys.length > 0) return undefined;
+    return `listening on ${host} with no API keys: anyone who can reach this port can use the server. Set --api-key or EMBEDDING_SERVER_API_KEYS`;
+}
+
 /** Collects the config keys given on the command line, keyed by dotted path. */
 function flagsFrom(argv: ServeArgs): Record<string, unknown> {
     const flags: Record<string, unknown> = {};
@@ -71,12 +77,8 @@ export async function runServe(argv: ServeArgs): Promise<void> {
     }
     const logger = createLogger(config.server.logLevel);
     if (profile) logger.info({ profile: profile.name }, profile.explanation);
-    if (!LOOPBACK.test(config.server.host) && config.auth.apiKeys.length === 0) {
-        logger.warn(
-            { host: config.server.host },
-            `listening on ${config.server.host} with no API keys: anyone who can reach this port can use the server. Set --api-key or EMBEDDING_SERVER_API_KEYS`,
-        );
-    }
+    const warning = openHostWarning(config.server.host, config.auth.apiKeys);
+    if (warning) logger.warn({ host: config.server.host }, warning);
     const server = await createServer({ config, logger });
     let shuttingDown = false;
     const shutdown = async (signal: string) => {
