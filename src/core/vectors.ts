@@ -12,7 +12,7 @@ export function postprocess(raw: Float32Array, options: { normalize: boolean; di
     return out;
 }
 
-export function cosineSimilarity(a: Float32Array, b: Float32Array): number {
+export function cosineSimilarity(a: ArrayLike<number>, b: ArrayLike<number>): number {
     let dot = 0;
     let na = 0;
     let nb = 0;

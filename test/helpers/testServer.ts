@@ -1,5 +1,6 @@
 import type { FastifyInstance, LightMyRequestResponse } from "fastify";
 import { loadConfig } from "../../src/config/loader.js";
+import { cosineSimilarity } from "../../src/core/vectors.js";
 import type { Config, ConfigInput } from "../../src/config/schema.js";
 import { createLogger } from "../../src/observability/logger.js";
 import type { EngineLoader } from "../../src/models/registry.js";
@@ -46,17 +47,8 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     };
 }
 
-export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-    let dot = 0;
-    let na = 0;
-    let nb = 0;
-    for (let i = 0; i < a.length; i++) {
-        dot += a[i]! * b[i]!;
-        na += a[i]! * a[i]!;
-        nb += b[i]! * b[i]!;
-    }
-    return dot / Math.sqrt(na * nb);
-}
+/** Cosine similarity, the same function the server uses. */
+export const cosine = cosineSimilarity;
 
 export function norm(a: ArrayLike<number>): number {
     let s = 0;
