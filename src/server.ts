@@ -1,5 +1,9 @@
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
+import { EmbeddingCache } from "./cache/embeddingCache.js";
+import { computeFileIdentity, setFileIdentity } from "./cache/fileIdentity.js";
+import { createRedisClient } from "./cache/redisClient.js";
+import { RedisVectorStore } from "./cache/redisVectorStore.js";
 import type { Config, ModelConfig } from "./config/schema.js";
 import { EmbedService } from "./core/embedService.js";
 import { createEngine } from "./engine/createEngine.js";
@@ -20,6 +24,8 @@ export interface EmbeddingServer {
     service: EmbedService;
     metrics: Metrics;
     lifecycle: Lifecycle;
+    /** The embedding cache, unless cache.enabled is off (or it has no layer). */
+    cache: EmbeddingCache | undefined;
     /** Loads every model; /health is 503 until it resolves. */
     loadModels(): Promise<void>;
     /** Stops taking requests, lets in-flight ones finish (up to drainTimeoutMs), frees the models. */
@@ -29,7 +35,10 @@ export interface EmbeddingServer {
 export interface CreateServerOptions {
     config: Config;
     logger: Logger;
-    /** Replaces how a model file becomes an engine (tests inject faults through it). */
+    /**
+     * Replaces how a model file becomes an engine (tests inject faults through it). Its engines
+     * use the embedding cache only if it records their file identity (cache/fileIdentity.ts).
+     */
     loader?: EngineLoader;
     /** Replaces the memory estimate taken before each load. */
     estimateMemory?: MemoryEstimator;
@@ -61,9 +70,10 @@ export async function defaultMemoryEstimator(model: ModelConfig): Promise<number
 }
 
 export function defaultEngineLoader(logger: Logger): EngineLoader {
-    return async (model: ModelConfig): Promise<Engine> =>
-        createEngine({
-            modelPath: await resolveModelPath(model, logger),
+    return async (model: ModelConfig): Promise<Engine> => {
+        const modelPath = await resolveModelPath(model, logger);
+        const engine = await createEngine({
+            modelPath,
             engine: model.engine,
             contextSize: model.contextSize,
             batchSize: model.batchSize,
@@ -74,6 +84,10 @@ export function defaultEngineLoader(logger: Logger): EngineLoader {
             pooling: model.pooling,
             onFallback: (reason) => logger.warn(`native engine unavailable (${reason}); using the node-llama-cpp engine`),
         });
+        // The embedding cache keys vectors by the file's content, so a replaced file never serves stale vectors.
+        setFileIdentity(engine, await computeFileIdentity(modelPath));
+        return engine;
+    };
 }
 
 /** Wires config, models, service and HTTP together. Listening is the caller's job. */
@@ -81,6 +95,17 @@ export async function createServer(options: CreateServerOptions): Promise<Embedd
     const { config, logger } = options;
     const metrics = new Metrics();
     const lifecycle: Lifecycle = { draining: false };
+    const redis =
+        config.redis.url && ((config.cache.enabled && config.cache.redis) || (config.rateLimit.enabled && config.rateLimit.redis))
+            ? createRedisClient(config.redis, logger)
+            : undefined;
+    const cache = config.cache.enabled && (config.cache.memoryBytes > 0 || (redis && config.cache.redis))
+        ? new EmbeddingCache({
+              memoryBytes: config.cache.memoryBytes,
+              redis: redis && config.cache.redis ? new RedisVectorStore(redis, { prefix: "emb:", ttlSeconds: config.cache.ttlSeconds, metrics, logger }) : undefined,
+              metrics,
+          })
+        : undefined;
     const registry = new ModelRegistry({
         loader: options.loader ?? defaultEngineLoader(logger),
         estimateMemory: options.estimateMemory ?? defaultMemoryEstimator,
@@ -89,8 +114,8 @@ export async function createServer(options: CreateServerOptions): Promise<Embedd
         metrics,
     });
     registry.register(config.models);
-    const service = new EmbedService(registry, config.limits, metrics);
-    const app = await buildApp({ config, registry, service, metrics, logger, version: VERSION, lifecycle });
+    const service = new EmbedService(registry, config.limits, metrics, cache);
+    const app = await buildApp({ config, registry, service, metrics, logger, version: VERSION, lifecycle, rateLimitStores: { redis } });
 
     let closing: Promise<void> | undefined;
     const close = () =>
@@ -100,7 +125,8 @@ export async function createServer(options: CreateServerOptions): Promise<Embedd
             const result = await Promise.race([app.close().then(() => "closed" as const), timeout]);
             if (result === "timeout") logger.warn({ drainTimeoutMs: config.server.drainTimeoutMs }, "drain timeout reached; closing with requests in flight");
             await registry.dispose();
+            await redis?.quit().catch(() => redis.disconnect());
         })());
 
-    return { app, registry, service, metrics, lifecycle, loadModels: () => registry.loadAll(), close };
+    return { app, registry, service, metrics, lifecycle, cache, loadModels: () => registry.loadAll(), close };
 }

@@ -111,6 +111,51 @@ export class Metrics {
         labelNames: ["kind"] as const,
         registers: [this.registry],
     });
+    readonly rateLimitStoreErrors = new Counter({
+        name: "embedding_rate_limit_store_errors_total",
+        help: "Rate-limit counter updates that failed (Redis down or slow); the request was let through",
+        labelNames: ["kind"] as const,
+        registers: [this.registry],
+    });
+    readonly cacheHits = new Counter({
+        name: "embedding_cache_hits_total",
+        help: "Inputs served from the embedding cache, by layer (memory, redis)",
+        labelNames: ["layer"] as const,
+        registers: [this.registry],
+    });
+    readonly cacheMisses = new Counter({
+        name: "embedding_cache_misses_total",
+        help: "Cache lookups that found nothing, by layer (memory, redis)",
+        labelNames: ["layer"] as const,
+        registers: [this.registry],
+    });
+    readonly cacheEvictions = new Counter({
+        name: "embedding_cache_evictions_total",
+        help: "Vectors evicted to stay within the cache's size, by layer",
+        labelNames: ["layer"] as const,
+        registers: [this.registry],
+    });
+    readonly cacheErrors = new Counter({
+        name: "embedding_cache_errors_total",
+        help: "Cache operations that failed or timed out, or were skipped while the layer was unavailable; the vector was computed instead",
+        labelNames: ["layer"] as const,
+        registers: [this.registry],
+    });
+    readonly cacheCoalesced = new Counter({
+        name: "embedding_cache_coalesced_total",
+        help: "Inputs that shared the computation of an identical input in the same request or in flight",
+        registers: [this.registry],
+    });
+    readonly cacheMemoryBytes = new Gauge({
+        name: "embedding_cache_memory_bytes",
+        help: "Bytes held by the in-process embedding cache",
+        registers: [this.registry],
+    });
+    readonly cacheMemoryEntries = new Gauge({
+        name: "embedding_cache_memory_entries",
+        help: "Vectors held by the in-process embedding cache",
+        registers: [this.registry],
+    });
 
     constructor() {
         // Process memory, CPU, GC and event-loop lag.

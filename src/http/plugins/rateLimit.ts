@@ -1,8 +1,10 @@
-import rateLimit from "@fastify/rate-limit";
+import rateLimit, { type FastifyRateLimitStore, type FastifyRateLimitStoreCtor } from "@fastify/rate-limit";
 import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { Redis } from "ioredis";
+import { ThrottledLog } from "../../cache/redisClient.js";
 import type { Config } from "../../config/schema.js";
 import { RateLimitedError } from "../../core/errors.js";
-import { MemoryWindowCounterStore, TokenBudget, type WindowCounterStore } from "../../core/tokenBudget.js";
+import { MemoryWindowCounterStore, RedisWindowCounterStore, TokenBudget, type WindowCounterStore } from "../../core/tokenBudget.js";
 import type { Metrics } from "../../observability/metrics.js";
 
 declare module "fastify" {
@@ -22,8 +24,33 @@ export interface RateLimitOptions {
     metrics: Metrics;
     /** Shared store for token counters (Redis across instances); in-memory by default. */
     tokenStore?: WindowCounterStore;
-    /** ioredis client for request counters, shared across instances. */
+    /** ioredis client: request and token counters live in Redis (under "rl:"), shared across instances. */
     redis?: unknown;
+}
+
+/**
+ * @fastify/rate-limit's store contract over a WindowCounterStore, so request and token counters
+ * share one Redis implementation and a failed count is seen (counted, logged) before the plugin's
+ * skipOnError lets the request through.
+ */
+function requestStore(store: WindowCounterStore, onError: (err: unknown) => void, prefix = "requests:"): FastifyRateLimitStoreCtor {
+    const make = (keyPrefix: string): FastifyRateLimitStore => ({
+        incr(key, callback, timeWindow) {
+            store.add(keyPrefix + key, 1, timeWindow).then(
+                ({ total, resetMs }) => callback(null, { current: total, ttl: resetMs }),
+                (err: unknown) => {
+                    onError(err);
+                    callback(err as Error);
+                },
+            );
+        },
+        child: (routeOptions) => make(`${keyPrefix}${routeOptions.method}${routeOptions.url}-`),
+    });
+    return class {
+        constructor() {
+            return make(prefix);
+        }
+    } as unknown as FastifyRateLimitStoreCtor;
 }
 
 /**
@@ -33,6 +60,12 @@ export interface RateLimitOptions {
 export async function registerRateLimit(app: FastifyInstance, options: RateLimitOptions) {
     const { config, metrics } = options;
     if (!config.enabled) return;
+    const shared = config.redis && options.redis ? new RedisWindowCounterStore(options.redis as Redis, "rl:") : undefined;
+    const log = new ThrottledLog(app.log);
+    const storeError = (kind: "requests" | "tokens") => (err: unknown) => {
+        metrics.rateLimitStoreErrors.inc({ kind });
+        log.warn({ kind, err: (err as Error).message }, "rate-limit counter unavailable; letting requests through");
+    };
     await app.register(rateLimit, {
         global: true,
         max: config.requestsPerMinute,
@@ -40,7 +73,8 @@ export async function registerRateLimit(app: FastifyInstance, options: RateLimit
         hook: "onRequest",
         enableDraftSpec: true,
         keyGenerator: callerKey,
-        ...(options.redis ? { redis: options.redis as never, skipOnError: true } : {}),
+        // A counter that cannot be reached lets the request through: Redis never fails a request.
+        ...(shared ? { store: requestStore(shared, storeError("requests")), skipOnError: true } : {}),
         errorResponseBuilder: (_request, context) => {
             metrics.rateLimited.inc({ kind: "requests" });
             const seconds = Math.max(1, Math.ceil(context.ttl / 1000));
@@ -49,7 +83,7 @@ export async function registerRateLimit(app: FastifyInstance, options: RateLimit
         },
     });
 
-    const budget = new TokenBudget(options.tokenStore ?? new MemoryWindowCounterStore(), config.tokensPerMinute);
+    const budget = new TokenBudget(options.tokenStore ?? shared ?? new MemoryWindowCounterStore(), config.tokensPerMinute, storeError("tokens"));
     app.addHook("onRequest", async (request, reply) => {
         request.chargeTokens = async (tokens: number) => {
             const decision = await budget.charge(callerKey(request), tokens);
