@@ -65,7 +65,6 @@ async function main(): Promise<number> {
     const min = Number(values.min);
     const threads = Number(values.threads);
 
-    // @ts-expect-error plain ESM JavaScript without type declarations
     const tools = (await import("./build-llama-tools.mjs")) as { buildLlamaTools(): Promise<string> };
     const binDir = await tools.buildLlamaTools();
 

@@ -245,7 +245,6 @@ describe("NativeEngine lifecycle", { skip }, () => {
 /** llama-embedding from scripts/build-llama-tools.mjs, if it has been built. */
 async function llamaEmbeddingBinary(): Promise<string | undefined> {
     try {
-        // @ts-expect-error plain ESM JavaScript without type declarations
         const tools = (await import("../../scripts/build-llama-tools.mjs")) as { existingToolsBinDir(): string | undefined };
         const dir = tools.existingToolsBinDir();
         const bin = dir && join(dir, "llama-embedding");
