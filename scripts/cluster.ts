@@ -5,12 +5,13 @@
  *
  * --threads is model.threads per instance; default: the cores divided among the instances.
  *
- * Starts the instances (`embedding-server serve --server.trust-proxy true`), Redis when the config
- * has a Redis cache key, and nginx running deploy/nginx/embedding-server.conf with only the
+ * Starts the instances (`embedding-server serve --server.trust-proxy true`), Redis (redis.url: shared
+ * embedding cache and rate limits) when redis-server is installed, and nginx running deploy/nginx/embedding-server.conf with only the
  * upstream and listen addresses replaced. Then it drives steady load through nginx, SIGKILLs one
  * instance mid-run, restarts it on the same port and checks that no client request failed, that
  * the survivors carried the load while it was down and that it takes traffic again. Responses are
- * attributed to instances by the X-Upstream header ($upstream_addr) the nginx config adds.
+ * attributed to instances by the X-Upstream header ($upstream_addr) the nginx config adds. With
+ * Redis it also checks that a text embedded on one instance is a Redis cache hit on another.
  *
  * `startCluster` is also used by bench/cluster.ts and `runFailover` by test/cluster.test.ts.
  */
@@ -41,9 +42,34 @@ function findBinary(name: string, override: string | undefined): string | undefi
     return dirs.filter(Boolean).map((d) => join(d, name)).find((p) => existsSync(p));
 }
 
-/** The flag that points the server at Redis for its embedding cache, when this build has one. */
+/** The flag that points the server at Redis (shared embedding cache and rate limits), when this build has one. */
 export function redisCacheFlag(): string | undefined {
-    return CONFIG_KEYS.find((k) => /^cache\..*redis.*url$/i.test(k.path))?.flag;
+    return (CONFIG_KEYS.find((k) => k.path === "redis.url") ?? CONFIG_KEYS.find((k) => /redis.*url$/i.test(k.path)))?.flag;
+}
+
+/** Sum of embedding_cache_hits_total{layer="redis"} on one instance. */
+async function redisCacheHits(url: string): Promise<number> {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    let sum = 0;
+    for (const m of text.matchAll(/^embedding_cache_hits_total\{([^}]*)\} (\S+)$/gm)) if (m[1]!.includes('layer="redis"')) sum += Number(m[2]);
+    return sum;
+}
+
+/**
+ * Embeds one new text on the first instance, then the same text on the last one: with a shared
+ * Redis cache the second is a Redis hit there. Returns that instance's increase in Redis hits.
+ */
+export async function checkSharedCache(cluster: Cluster): Promise<number> {
+    const first = cluster.instances[0]!;
+    const other = cluster.instances[cluster.instances.length - 1]!;
+    const body = JSON.stringify({ input: `shared cache probe ${process.pid} ${Date.now()}` });
+    const post = (url: string) => fetch(`${url}/v1/embeddings`, { method: "POST", headers: { "content-type": "application/json" }, body }).then((r) => r.json());
+    await post(first.url);
+    // The first instance writes to Redis next to answering; give the write a moment.
+    await new Promise((r) => setTimeout(r, 300));
+    const before = await redisCacheHits(other.url);
+    await post(other.url);
+    return (await redisCacheHits(other.url)) - before;
 }
 
 /**
@@ -310,6 +336,8 @@ export interface FailoverReport {
     served: { beforeKill: Record<number, number>; whileDown: Record<number, number>; afterRestart: Record<number, number> };
     p50: number;
     p99: number;
+    /** With Redis: Redis cache hits on another instance for a text the first one embedded. */
+    sharedCacheHits?: number;
     /** What failed, empty when the run proved the failover. */
     problems: string[];
 }
@@ -382,6 +410,7 @@ export async function runFailover(options: FailoverOptions): Promise<FailoverRep
         };
         await Promise.all([chaos(), ...Array.from({ length: concurrency }, client)]);
         const seconds = now() / 1000;
+        const sharedCacheHits = cluster.redisUrl ? await checkSharedCache(cluster) : undefined;
 
         const count = (filter: (s: Sample) => boolean) => {
             const out: Record<number, number> = Object.fromEntries(ports.map((p) => [p, 0]));
@@ -407,6 +436,7 @@ export async function runFailover(options: FailoverOptions): Promise<FailoverRep
         if (downTotal === 0) problems.push("no request completed while the instance was down");
         for (const p of ports) if (p !== victim.port && !served.whileDown[p]) problems.push(`survivor :${p} served nothing while :${victim.port} was down`);
         if (!served.afterRestart[victim.port]) problems.push(`the restarted instance :${victim.port} took no traffic within ${maxDurationMs} ms`);
+        if (sharedCacheHits === 0) problems.push("Redis is configured but another instance got no Redis cache hit for a text the first one embedded");
 
         return {
             instances: ports,
@@ -420,6 +450,7 @@ export async function runFailover(options: FailoverOptions): Promise<FailoverRep
             requests: samples.length,
             failures,
             retried: samples.filter((s) => s.upstream.includes(",")).length,
+            sharedCacheHits,
             served,
             p50: percentile(latencies, 50),
             p99: percentile(latencies, 99),
@@ -441,6 +472,7 @@ export function formatFailover(r: FailoverReport): string {
         row("before kill", r.served.beforeKill),
         row("while down", r.served.whileDown),
         row("after restart", r.served.afterRestart),
+        ...(r.sharedCacheHits !== undefined ? [`shared Redis cache: a text embedded on :${r.instances[0]} was a Redis hit on :${r.instances[r.instances.length - 1]} (${r.sharedCacheHits} hit)`] : []),
         r.problems.length ? `FAIL\n${r.problems.map((p) => `  - ${p}`).join("\n")}` : "OK: no failed requests, survivors carried the load, the restarted instance serves again",
     ].join("\n");
 }

@@ -154,6 +154,9 @@ describe("deploy manifests", () => {
         const [redis] = byKind("Deployment", "redis");
         const [redisService] = byKind("Service", "redis");
         assert.equal(redisService.spec.selector["app.kubernetes.io/name"], redis.spec.template.metadata.labels["app.kubernetes.io/name"]);
+        const redisUrl = new URL(config.redis.url ?? "missing:");
+        assert.equal(redisUrl.hostname, redisService.metadata.name, "redis.url names the Redis Service");
+        assert.equal(redisUrl.port, String(redisService.spec.ports[0].port));
     });
 
     it("compose: three instances with the names nginx's upstream uses, nginx with the shipped config, Redis, a valid instance config", () => {
@@ -170,6 +173,8 @@ describe("deploy manifests", () => {
             assert.ok(Number(service.stop_grace_period.slice(0, -1)) * 1000 > config.server.drainTimeoutMs);
         }
         assert.equal(config.server.trustProxy, true);
+        const redisUrl = new URL(config.redis.url ?? "missing:");
+        assert.ok(compose.services[redisUrl.hostname], "redis.url names the compose Redis service");
         assert.ok(compose.services.nginx.volumes.includes("./nginx/embedding-server.conf:/etc/nginx/conf.d/default.conf:ro"));
         assert.ok(compose.services.redis);
     });
