@@ -118,7 +118,7 @@ for (const preset of ["bert-tiny", "qwen3-tiny"] as const) {
 }
 
 describe("health while loading", () => {
-    it("is 503 until the model is loaded, then 200", async () => {
+    it("is 503 until the model is loaded, then 200; a request sent meanwhile waits for the model", async () => {
         let release!: () => void;
         const gate = new Promise<void>((r) => (release = r));
         const { LlamaCppEngine } = await import("../../src/engine/llamaCppEngine.js");
@@ -134,11 +134,13 @@ describe("health while loading", () => {
             const during = await server.inject({ method: "GET", url: "/health" });
             assert.equal(during.statusCode, 503);
             assert.equal(during.json().status, "loading");
-            const embed = await server.post("/embed", { text: "too early" });
-            assert.equal(embed.statusCode, 503);
-            assert.equal(embed.json().error.code, "service_unavailable");
+            let answered = false;
+            const early = server.post("/embed", { text: "early" }).then((r) => ((answered = true), r));
+            await new Promise((r) => setTimeout(r, 100));
+            assert.equal(answered, false, "the request waits while the model loads");
             release();
             await loading;
+            assert.equal((await early).statusCode, 200);
             assert.equal((await server.inject({ method: "GET", url: "/health" })).statusCode, 200);
         } finally {
             release();
