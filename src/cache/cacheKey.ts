@@ -23,15 +23,19 @@ export interface CacheKeyParts {
 const KEY_VERSION = "v1";
 
 /**
- * Builds the cache keys of one request: sha256 over the request-wide parts, then the exact input
- * (text, or token ids joined by commas, tagged so a text can never equal a token list). Keys are
- * 43 characters of base64url whatever the input's size.
+ * Builds the cache keys of one request. The exact key is the request-wide parts (as JSON, so every
+ * field has an unambiguous boundary), a tag for the input's kind, and the input itself (a text, or
+ * token ids joined by commas): a text can never equal a token list, and moving characters between
+ * the prompt prefix and the input changes the key.
+ *
+ * The in-process layer uses this exact string (no hashing on the hot path); Redis and anything
+ * else outside the process get its sha256, 43 characters of base64url whatever the input's size,
+ * so no text ever leaves the process.
  */
 export class CacheKeyBuilder {
     private readonly head: string;
 
     constructor(parts: CacheKeyParts) {
-        // JSON gives every field an unambiguous boundary, so no two part lists produce the same head.
         this.head = JSON.stringify([
             KEY_VERSION,
             parts.model,
@@ -46,12 +50,17 @@ export class CacheKeyBuilder {
         ]);
     }
 
+    /** The exact key: used by the memory layer and to match identical inputs in flight. */
     key(input: string | readonly number[]): string {
-        const hash = createHash("sha256").update(this.head);
-        // UTF-16 code units, not UTF-8: lossless for any string, so an unpaired surrogate (refused on a
-        // miss) can never share a key with the U+FFFD that UTF-8 encoding would turn it into.
-        if (typeof input === "string") hash.update("s").update(input, "utf16le");
-        else hash.update("t").update(input.join(","));
-        return hash.digest("base64url");
+        return typeof input === "string" ? `${this.head}s${input}` : `${this.head}t${input.join(",")}`;
     }
+}
+
+/**
+ * The bounded form of a key for shared stores. UTF-16 code units are hashed, not UTF-8: lossless
+ * for any string, so an unpaired surrogate (refused on a miss) never shares a hash with the U+FFFD
+ * that UTF-8 encoding would turn it into.
+ */
+export function hashKey(key: string): string {
+    return createHash("sha256").update(key, "utf16le").digest("base64url");
 }

@@ -1,5 +1,6 @@
 import { LRUCache } from "lru-cache";
 import type { Metrics } from "../observability/metrics.js";
+import { hashKey } from "./cacheKey.js";
 import type { RedisVectorStore } from "./redisVectorStore.js";
 
 /** A vector as the service returned it, with what the response reports about its input. */
@@ -99,7 +100,8 @@ export class EmbeddingCache {
             const evictions = metrics.cacheEvictions.labels("memory");
             this.memory = new LRUCache<string, CachedEmbedding>({
                 maxSize: options.memoryBytes,
-                sizeCalculation: (entry, key) => entry.vector.byteLength + key.length + ENTRY_OVERHEAD_BYTES,
+                // Keys are the exact input with the request's parameters: counted at two bytes a character.
+                sizeCalculation: (entry, key) => entry.vector.byteLength + 2 * key.length + ENTRY_OVERHEAD_BYTES,
                 dispose: (_entry, _key, reason) => {
                     if (reason === "evict") evictions.inc();
                 },
@@ -126,10 +128,10 @@ export class EmbeddingCache {
         this.metrics.cacheMemoryEntries.set(this.memory.size);
     }
 
-    /** Stores freshly computed entries in every layer. */
+    /** Stores freshly computed entries in every layer (Redis under the keys' hashes). */
     put(entries: readonly (readonly [string, CachedEmbedding])[]): void {
         this.putMemory(entries);
-        this.redis?.putMany(entries);
+        this.redis?.putMany(entries.map(([key, entry]) => [hashKey(key), entry] as const));
     }
 
     /** Forgets everything held in memory (Redis is left alone). */

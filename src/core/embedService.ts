@@ -1,4 +1,4 @@
-import { CacheKeyBuilder } from "../cache/cacheKey.js";
+import { CacheKeyBuilder, hashKey } from "../cache/cacheKey.js";
 import { Flight, type CachedEmbedding, type EmbeddingCache } from "../cache/embeddingCache.js";
 import { fileIdentityOf } from "../cache/fileIdentity.js";
 import type { Config } from "../config/schema.js";
@@ -214,7 +214,7 @@ export class EmbedService {
         const tokensAt = new Map<number, number>();
         try {
             if (owned.length > 0 && cache.redis) {
-                const found = await cache.redis.getMany(owned.map((i) => keyOf[i]!));
+                const found = await cache.redis.getMany(owned.map((i) => hashKey(keyOf[i]!)));
                 const promoted: [string, CachedEmbedding][] = [];
                 owned.forEach((i, j) => {
                     const e = found[j];

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { CacheKeyBuilder, type CacheKeyParts } from "../../src/cache/cacheKey.js";
+import { CacheKeyBuilder, hashKey, type CacheKeyParts } from "../../src/cache/cacheKey.js";
 import { decodeEntry, encodeEntry } from "../../src/cache/redisVectorStore.js";
 import { fromBase64 } from "../../src/core/vectors.js";
 import type { FaultyEngine } from "../helpers/faultyEngine.js";
@@ -20,10 +20,8 @@ const PARTS: CacheKeyParts = {
 };
 
 describe("cache keys and encoding", () => {
-    it("every part of the key changes it; keys are bounded", () => {
+    it("every part of the key changes it; hashed keys are bounded", () => {
         const base = new CacheKeyBuilder(PARTS).key("hello");
-        assert.equal(base.length, 43);
-        assert.equal(new CacheKeyBuilder(PARTS).key("x".repeat(100_000)).length, 43);
         const variants: Partial<CacheKeyParts>[] = [
             { model: "m2" },
             { fileIdentity: "f2" },
@@ -36,17 +34,23 @@ describe("cache keys and encoding", () => {
             { dimensions: 64 },
         ];
         const seen = new Set([base]);
+        const hashes = new Set([hashKey(base)]);
         for (const v of variants) {
             const key = new CacheKeyBuilder({ ...PARTS, ...v }).key("hello");
             assert.ok(!seen.has(key), `changing ${Object.keys(v)[0]} changes the key`);
+            assert.ok(!hashes.has(hashKey(key)), `and its hash`);
             seen.add(key);
+            hashes.add(hashKey(key));
         }
         const b = new CacheKeyBuilder(PARTS);
         // Prefix and input are separate parts: moving text between them changes the key.
         assert.notEqual(new CacheKeyBuilder({ ...PARTS, prefix: "a" }).key("b"), b.key("ab"));
+        assert.notEqual(new CacheKeyBuilder({ ...PARTS, prefix: 'a"' }).key("b"), new CacheKeyBuilder({ ...PARTS, prefix: "a" }).key('"b'));
         assert.notEqual(b.key("1,2"), b.key([1, 2]), "a text never equals a token list");
         assert.notEqual(b.key([1, 2]), b.key([12]));
-        assert.notEqual(b.key("a\uD800"), b.key("a\uFFFD"), "an unpaired surrogate is not its UTF-8 replacement");
+        assert.notEqual(hashKey(b.key("a\uD800")), hashKey(b.key("a\uFFFD")), "an unpaired surrogate is not its UTF-8 replacement");
+        assert.equal(hashKey(b.key("x".repeat(100_000))).length, 43);
+        assert.equal(hashKey(b.key("hello")), hashKey(new CacheKeyBuilder({ ...PARTS }).key("hello")), "stable");
     });
 
     it("the Redis encoding round-trips bit for bit", () => {
@@ -216,27 +220,32 @@ describe("memory cache", () => {
 });
 
 describe("memory cache bounded in bytes", () => {
-    let server: TestServer;
-    const engines = new Map<string, FaultyEngine>();
-    // bert-tiny: 128 floats = 512 bytes + a 43-byte key + 96 bytes overhead = 651 bytes an entry.
-    const LIMIT = 4 * 651;
-    before(async () => {
-        server = await startTestServer({ config: { metrics: { public: true }, cache: { memoryBytes: LIMIT } }, loader: countingLoader(engines) });
-    });
-    after(() => server.close());
-
     it("evicts the least recently used entries past cache.memoryBytes and counts them", async () => {
-        const engine = engines.get("bert-tiny")!;
-        for (let i = 0; i < 10; i++) await embedBase64(server, { input: `entry ${i}` });
-        const text = await metrics(server);
-        assert.equal(metricValue(text, 'embedding_cache_evictions_total{layer="memory"}'), 6);
-        assert.equal(metricValue(text, "embedding_cache_memory_entries"), 4);
-        assert.ok(metricValue(text, "embedding_cache_memory_bytes") <= LIMIT);
-        const before = engineSequences(engine);
-        await embedBase64(server, { input: "entry 9" });
-        assert.equal(engineSequences(engine), before, "recent entry still cached");
-        await embedBase64(server, { input: "entry 0" });
-        assert.equal(engineSequences(engine), before + 1, "oldest entry was evicted");
+        // One entry's size (vector, key, overhead), measured; every text below has the same length.
+        const probe = await startTestServer({ config: { metrics: { public: true } }, loader: countingLoader(new Map()) });
+        await embedBase64(probe, { input: "entry 0" });
+        const entryBytes = metricValue(await metrics(probe), "embedding_cache_memory_bytes");
+        await probe.close();
+        assert.ok(entryBytes > 512, `${entryBytes} bytes for 128 float32 and their key`);
+
+        const limit = Math.floor(4.5 * entryBytes);
+        const engines = new Map<string, FaultyEngine>();
+        const server = await startTestServer({ config: { metrics: { public: true }, cache: { memoryBytes: limit } }, loader: countingLoader(engines) });
+        try {
+            const engine = engines.get("bert-tiny")!;
+            for (let i = 0; i < 10; i++) await embedBase64(server, { input: `entry ${i}` });
+            const text = await metrics(server);
+            assert.equal(metricValue(text, 'embedding_cache_evictions_total{layer="memory"}'), 6);
+            assert.equal(metricValue(text, "embedding_cache_memory_entries"), 4);
+            assert.equal(metricValue(text, "embedding_cache_memory_bytes"), 4 * entryBytes);
+            const before = engineSequences(engine);
+            await embedBase64(server, { input: "entry 9" });
+            assert.equal(engineSequences(engine), before, "recent entry still cached");
+            await embedBase64(server, { input: "entry 0" });
+            assert.equal(engineSequences(engine), before + 1, "oldest entry was evicted");
+        } finally {
+            await server.close();
+        }
     });
 });
 
