@@ -8,6 +8,7 @@
  *   4. with redis-server installed: the same hit throughput served from Redis (memory layer off).
  * The server's /metrics confirm that hits were hits.
  */
+import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { startRedisServer, REDIS_SERVER_BIN } from "../test/helpers/redisServer.js";
 import { ensureTestModel } from "../test/fixtures/testModels.js";
@@ -106,12 +107,40 @@ async function cacheMetrics(url: string) {
     };
 }
 
-const line = (label: string, r: AutocannonResult) =>
+/** CPU seconds (user + system) a process has used, from /proc; undefined off Linux. */
+function cpuSeconds(pid: number | undefined): number | undefined {
+    try {
+        const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+        return (Number(fields[11]) + Number(fields[12])) / 100;
+    } catch {
+        return undefined;
+    }
+}
+
+/**
+ * Runs a load and reports it with the server's CPU use: on a shared machine other processes take
+ * cores away and the rate moves with them, while the server's CPU time per request barely does
+ * (1e6 / µs per request is the rate one fully used core would give).
+ */
+async function measured(pid: number | undefined, run: () => Promise<AutocannonResult>) {
+    const cpu0 = cpuSeconds(pid);
+    const t0 = performance.now();
+    const result = await run();
+    const wall = (performance.now() - t0) / 1000;
+    const cpu1 = cpuSeconds(pid);
+    const cpu = cpu0 === undefined || cpu1 === undefined ? undefined : cpu1 - cpu0;
+    return { result, cores: cpu === undefined ? undefined : cpu / wall, usPerRequest: cpu === undefined ? undefined : (cpu * 1e6) / result.requests.total };
+}
+
+const line = (label: string, m: Awaited<ReturnType<typeof measured>>) => {
+    const r = m.result;
+    const cpu = m.usPerRequest === undefined ? "" : `   server ${m.cores!.toFixed(2)} cores, ${m.usPerRequest.toFixed(0)} µs CPU/request`;
     console.log(
         `${label.padEnd(34)} ${r.requests.average.toFixed(0).padStart(7)} embeddings/s   p50 ${r.latency.p50.toFixed(1).padStart(6)} ms   p99 ${r.latency.p99
             .toFixed(1)
-            .padStart(6)} ms   errors ${r.errors + r.non2xx}`,
+            .padStart(6)} ms   errors ${r.errors + r.non2xx}${cpu}`,
     );
+};
 
 const texts = Array.from({ length: distinct }, (_, i) => freshText(i, 6));
 const common = ["--model", model, "--model.id", "bench", "--metrics.public", "true"];
@@ -125,15 +154,16 @@ try {
     // A short run first, so the JIT has seen the hit path before it is measured.
     await autocannon({ url: `${server.url}/v1/embeddings`, connections, duration: 2, method: "POST", headers, requests: texts.map((t) => ({ body: bodyFor(t, "base64") })) });
     const before = await cacheMetrics(server.url);
-    const hitsBase64 = await hitThroughput(server.url, texts, "base64");
-    const hitsFloat = await hitThroughput(server.url, texts, "float");
+    const pid = server.child.pid;
+    const hitsBase64 = await measured(pid, () => hitThroughput(server.url, texts, "base64"));
+    const hitsFloat = await measured(pid, () => hitThroughput(server.url, texts, "float"));
     const after = await cacheMetrics(server.url);
     line("cache hits, memory (base64)", hitsBase64);
     line("cache hits, memory (float JSON)", hitsFloat);
     const served = after.inputs - before.inputs;
     console.log(`  hits ${after.memoryHits - before.memoryHits} of ${served} inputs served during the hit runs\n`);
 
-    const misses = await missThroughput(server.url);
+    const misses = await measured(pid, () => missThroughput(server.url));
     line("uncached (fresh inputs, engine)", misses);
 
     const cachedLatency = await sequentialLatency(server.url, texts.slice(0, Number(args.latencyRequests)));
@@ -156,7 +186,7 @@ if (args.redis !== "false" && REDIS_SERVER_BIN) {
         await warm(viaRedis.url, texts);
         await new Promise((r) => setTimeout(r, 500));
         const before = await cacheMetrics(viaRedis.url);
-        const hits = await hitThroughput(viaRedis.url, texts, "base64");
+        const hits = await measured(viaRedis.child.pid, () => hitThroughput(viaRedis.url, texts, "base64"));
         const after = await cacheMetrics(viaRedis.url);
         console.log("");
         line("cache hits, Redis only (base64)", hits);
