@@ -1,12 +1,13 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
 import { connect, createServer, type AddressInfo } from "node:net";
+import { delimiter, dirname, join } from "node:path";
 
 /** Where redis-server is, or undefined: suites skip with REDIS_SKIP_REASON then. */
-export const REDIS_SERVER_BIN: string | undefined = (() => {
-    const found = spawnSync("sh", ["-c", "command -v redis-server"], { encoding: "utf8" });
-    const path = found.stdout.trim();
-    return found.status === 0 && path ? path : undefined;
-})();
+export const REDIS_SERVER_BIN: string | undefined = [...(process.env.PATH ?? "").split(delimiter), "/usr/bin", "/usr/sbin", "/usr/local/bin"]
+    .filter(Boolean)
+    .map((dir) => join(dir, "redis-server"))
+    .find((path) => existsSync(path));
 
 export const REDIS_SKIP_REASON: string | false = REDIS_SERVER_BIN
     ? false
@@ -106,7 +107,7 @@ export async function startRedisServer(): Promise<RedisServer> {
         },
         pause: () => void child?.kill("SIGSTOP"),
         resume: () => void child?.kill("SIGCONT"),
-        cli: (...args) => spawnSync("redis-cli", ["-p", String(port), ...args], { encoding: "utf8" }).stdout.trim(),
+        cli: (...args) => spawnSync(join(dirname(REDIS_SERVER_BIN!), "redis-cli"), ["-p", String(port), ...args], { encoding: "utf8" }).stdout.trim(),
         stop: () => terminate("SIGTERM"),
     };
 }
