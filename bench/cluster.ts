@@ -1,17 +1,19 @@
 /**
- * npm run bench:cluster -- [--model file.gguf] [--requests 3000] [--concurrency 16] [--warmup 300]
+ * npm run bench:cluster -- [--model file.gguf] [--requests 1500] [--concurrency 16] [--warmup 200] [--rounds 3]
  *
  * Throughput and latency of single-text /v1/embeddings requests with fresh inputs: one instance
  * directly, then one and two instances behind nginx (deploy/nginx/embedding-server.conf, via
  * scripts/cluster.ts), with the default thread count and with the cores split between instances.
- * Prints a Markdown table.
+ * Rows are interleaved over several rounds (the machine may be shared) and the table shows the
+ * median of each figure with the range of throughputs.
  */
 import { availableParallelism, cpus, loadavg, totalmem } from "node:os";
 import { ensureTestModel } from "../test/fixtures/testModels.js";
 import { findNginx, startCluster } from "../scripts/cluster.js";
 import { freshText, parseArgs, percentile } from "./lib.js";
 
-const args = parseArgs({ requests: "3000", concurrency: "16", warmup: "300" });
+const args = parseArgs({ requests: "1500", concurrency: "16", warmup: "200", rounds: "3" });
+const rounds = Number(args.rounds);
 const total = Number(args.requests);
 const concurrency = Number(args.concurrency);
 const model = args.model ?? (await ensureTestModel("bert-small-bench"));
@@ -71,32 +73,48 @@ const rows: Row[] = [
 
 console.log(`model ${model}`);
 console.log(`${cores} cores (${cpus()[0]?.model ?? "?"}), ${(totalmem() / 2 ** 30).toFixed(0)} GB, ${process.platform}-${process.arch}, node ${process.version}`);
-console.log(`${total} single-text requests per row at concurrency ${concurrency}, after ${args.warmup} warm-up requests`);
+console.log(`${total} single-text requests per row and round at concurrency ${concurrency}, after ${args.warmup} warm-up requests; ${rounds} rounds, rows interleaved`);
 // Other work on the machine skews every row; the load average shows whether it was idle.
 console.log(`load average before: ${loadavg().map((l) => l.toFixed(2)).join(" ")}\n`);
-const results: string[] = [];
-for (const row of rows) {
-    const cluster = await startCluster({
-        model,
-        instances: row.instances,
-        nginx: row.nginx,
-        redis: false,
-        serveArgs: row.threads ? ["--model.threads", String(row.threads)] : [],
-    });
-    try {
-        await drive(cluster.url, Number(args.warmup));
-        const r = await drive(cluster.url, total);
-        const threads = await fetch(`${cluster.instances[0]!.url}/info`)
-            .then((res) => res.json() as Promise<{ models: { backend?: { threads?: number } }[] }>)
-            .then((info) => info.models[0]?.backend?.threads)
-            .catch(() => undefined);
-        const line = `| ${row.setup} | ${threads ?? "?"} | ${r.rps.toFixed(0)} | ${r.p50.toFixed(1)} | ${r.p99.toFixed(1)} | ${r.errors} |`;
-        results.push(line);
-        console.log(line);
-    } finally {
-        await cluster.stop();
+
+type Result = Awaited<ReturnType<typeof drive>> & { threads?: number };
+const results: Result[][] = rows.map(() => []);
+for (let round = 1; round <= rounds; round++) {
+    for (const [i, row] of rows.entries()) {
+        const cluster = await startCluster({
+            model,
+            instances: row.instances,
+            nginx: row.nginx,
+            redis: false,
+            serveArgs: row.threads ? ["--model.threads", String(row.threads)] : [],
+        });
+        try {
+            await drive(cluster.url, Number(args.warmup));
+            const r = await drive(cluster.url, total);
+            const threads = await fetch(`${cluster.instances[0]!.url}/info`)
+                .then((res) => res.json() as Promise<{ models: { backend?: { threads?: number } }[] }>)
+                .then((info) => info.models[0]?.backend?.threads)
+                .catch(() => undefined);
+            results[i]!.push({ ...r, threads });
+            console.log(`round ${round}: ${row.setup}: ${r.rps.toFixed(0)} req/s, p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms, ${r.errors} errors`);
+        } finally {
+            await cluster.stop();
+        }
     }
 }
 console.log(`\nload average after: ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
-console.log("\n| setup | threads per instance | req/s | p50 ms | p99 ms | errors |\n| --- | --- | --- | --- | --- | --- |");
-console.log(results.join("\n"));
+
+const median = (xs: number[]) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+console.log(`\nmedian of ${rounds} rounds (req/s range in brackets)\n`);
+console.log("| setup | threads per instance | req/s | p50 ms | p99 ms | errors |\n| --- | ---: | ---: | ---: | ---: | ---: |");
+for (const [i, row] of rows.entries()) {
+    const rs = results[i]!;
+    const rps = rs.map((r) => r.rps);
+    const range = rs.length > 1 ? ` (${Math.min(...rps).toFixed(0)}–${Math.max(...rps).toFixed(0)})` : "";
+    console.log(
+        `| ${row.setup} | ${rs[0]?.threads ?? "?"} | ${median(rps).toFixed(0)}${range} | ${median(rs.map((r) => r.p50)).toFixed(1)} | ${median(rs.map((r) => r.p99)).toFixed(1)} | ${rs.reduce((a, r) => a + r.errors, 0)} |`,
+    );
+}
