@@ -29,7 +29,8 @@ export interface EmbedRequest {
     dimensions?: number;
     /** Name of the request field holding the inputs, for error messages ("input", "texts"). */
     field?: string;
-    signal?: AbortSignal;
+    /** Cancels queued work; a function is called only if the request has to queue (cache hits never do). */
+    signal?: AbortSignal | (() => AbortSignal);
     /** Called with the request's token count before it is queued; throws to refuse (rate limits). */
     admit?: (tokens: number) => Promise<void>;
 }
@@ -297,7 +298,7 @@ export class EmbedService {
     private async run(handle: ModelHandle, tokenized: readonly Tokenized[], request: EmbedRequest, normalize: boolean): Promise<CachedEmbedding[]> {
         const raw = await handle.batcher!.submit(
             tokenized.map((t) => t.sequence),
-            request.signal,
+            typeof request.signal === "function" ? request.signal() : request.signal,
         );
         return raw.map((v, i) => ({
             vector: postprocess(v, { normalize, dimensions: request.dimensions }),

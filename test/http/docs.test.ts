@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { chromium, type Browser } from "playwright-core";
+import { embedBatchResponse, embedResponse, openaiEmbeddingsResponse } from "../../src/http/schemas.js";
 import { startTestServer, type TestServer } from "../helpers/testServer.js";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
@@ -29,6 +30,21 @@ describe("OpenAPI document and Swagger UI", () => {
         assert.equal(body.properties.dimensions.type, "integer");
         assert.ok(doc.paths["/v1/embeddings"].post.responses["429"], "error responses are documented");
         assert.ok(doc.components.securitySchemes.bearer);
+    });
+
+    it("hand-serialized responses match their documented schemas", async () => {
+        const cases: [string, object, { parse(v: unknown): unknown }][] = [
+            ["/v1/embeddings", { input: ["a", "b"] }, openaiEmbeddingsResponse],
+            ["/v1/embeddings", { input: "a", encoding_format: "base64" }, openaiEmbeddingsResponse],
+            ["/embed", { text: "a" }, embedResponse],
+            ["/embed/batch", { texts: ["a", "b"] }, embedBatchResponse],
+        ];
+        for (const [url, body, schema] of cases) {
+            const res = await server.post(url, body);
+            assert.equal(res.statusCode, 200, res.body);
+            assert.match(String(res.headers["content-type"]), /^application\/json/);
+            schema.parse(res.json());
+        }
     });
 
     it("/docs renders the endpoints in a real browser", { skip: !existsSync(CHROMIUM) && `no Chromium at ${CHROMIUM}` }, async () => {

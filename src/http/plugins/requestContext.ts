@@ -1,4 +1,4 @@
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { RequestCancelledError, RequestTimeoutError } from "../../core/errors.js";
 import type { Metrics } from "../../observability/metrics.js";
 
@@ -11,50 +11,87 @@ declare module "fastify" {
     }
 }
 
-/** Races work against the request's signal, so a timed-out request answers at once. */
-export function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-    if (signal.aborted) return Promise.reject(signal.reason);
+const STATE = Symbol("requestContext");
+interface ContextState {
+    controller: AbortController;
+    timer: NodeJS.Timeout;
+}
+type WithState = FastifyRequest & { [STATE]?: ContextState; [REPLY]?: FastifyReply; [STARTED]?: number };
+const REPLY = Symbol("reply");
+const STARTED = Symbol("startedAt");
+
+/**
+ * Races work against the request's signal, so a timed-out or abandoned request answers at once.
+ * Work that settles within the current turn (a cache hit) never creates the signal at all.
+ */
+export function untilAborted<T>(work: Promise<T>, request: FastifyRequest): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-        const onAbort = () => reject(signal.reason);
-        signal.addEventListener("abort", onAbort, { once: true });
+        let settled = false;
+        let detach: (() => void) | undefined;
         work.then(
             (v) => {
-                signal.removeEventListener("abort", onAbort);
+                settled = true;
+                detach?.();
                 resolve(v);
             },
             (e) => {
-                signal.removeEventListener("abort", onAbort);
+                settled = true;
+                detach?.();
                 reject(e);
             },
         );
+        setImmediate(() => {
+            if (settled) return;
+            const signal = request.cancelSignal;
+            if (signal.aborted) return reject(signal.reason);
+            const onAbort = () => reject(signal.reason);
+            signal.addEventListener("abort", onAbort, { once: true });
+            detach = () => signal.removeEventListener("abort", onAbort);
+        });
     });
 }
 
 /**
- * Per-request plumbing: an AbortSignal tied to the client connection and the timeout,
- * one structured access-log line, and the HTTP metrics.
+ * Per-request plumbing: an AbortSignal tied to the client connection and the timeout (created
+ * only when a request actually waits, so cache hits pay nothing for it), one structured
+ * access-log line, and the HTTP metrics.
  */
 export function registerRequestContext(app: FastifyInstance, options: { metrics: Metrics; timeoutMs: number }) {
     const { metrics, timeoutMs } = options;
-    app.decorateRequest("cancelSignal", null as unknown as AbortSignal);
+    app.decorateRequest("cancelSignal", {
+        getter(this: WithState): AbortSignal {
+            if (this[STATE]) return this[STATE].controller.signal;
+            const controller = new AbortController();
+            const remaining = Math.max(0, timeoutMs - (performance.now() - (this[STARTED] ?? performance.now())));
+            const timer = setTimeout(
+                () => controller.abort(new RequestTimeoutError(`request took longer than server.requestTimeoutMs = ${timeoutMs} ms`)),
+                remaining,
+            );
+            timer.unref();
+            this[STATE] = { controller, timer };
+            // 'close' before the response finished means the client went away: drop its queued work.
+            const raw = this[REPLY]?.raw;
+            if (raw && (raw.destroyed || raw.socket?.destroyed) && !raw.writableFinished) {
+                controller.abort(new RequestCancelledError("client disconnected"));
+            }
+            raw?.once("close", () => {
+                clearTimeout(timer);
+                if (!raw.writableFinished) controller.abort(new RequestCancelledError("client disconnected"));
+            });
+            return controller.signal;
+        },
+    });
     app.decorateRequest("usage", undefined);
 
     app.addHook("onRequest", async (request, reply) => {
-        const controller = new AbortController();
-        request.cancelSignal = controller.signal;
-        const timer = setTimeout(
-            () => controller.abort(new RequestTimeoutError(`request took longer than server.requestTimeoutMs = ${timeoutMs} ms`)),
-            timeoutMs,
-        );
-        timer.unref();
-        // 'close' before the response finished means the client went away: drop its queued work.
-        reply.raw.once("close", () => {
-            clearTimeout(timer);
-            if (!reply.raw.writableFinished) controller.abort(new RequestCancelledError("client disconnected"));
-        });
+        const r = request as WithState;
+        r[STARTED] = performance.now();
+        r[REPLY] = reply;
     });
 
     app.addHook("onResponse", async (request, reply) => {
+        const state = (request as WithState)[STATE];
+        if (state) clearTimeout(state.timer);
         const route = request.routeOptions.url ?? "unmatched";
         const labels = { route, method: request.method, status: String(reply.statusCode) };
         const seconds = reply.elapsedTime / 1000;

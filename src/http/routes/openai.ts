@@ -1,11 +1,12 @@
-import type { FastifyRequest } from "fastify";
+import type { FastifyReply, FastifyRequest } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import type { EmbedInput, EmbedService } from "../../core/embedService.js";
 import { ModelNotFoundError } from "../../core/errors.js";
-import { toBase64, toJsonNumbers } from "../../core/vectors.js";
+import { toBase64, toJsonArray } from "../../core/vectors.js";
 import type { ModelRegistry } from "../../models/registry.js";
 import { untilAborted } from "../plugins/requestContext.js";
+import { sendJson } from "../sendJson.js";
 import { errorBody, openaiEmbeddingsBody, openaiEmbeddingsResponse, openaiModelsResponse, type OpenAIEmbeddingsBody } from "../schemas.js";
 
 const errors = { 400: errorBody, 401: errorBody, 404: errorBody, 413: errorBody, 429: errorBody, 503: errorBody };
@@ -21,7 +22,7 @@ function inputsOf(input: OpenAIEmbeddingsBody["input"]): EmbedInput[] {
 /** The OpenAI embeddings contract, so the openai SDK, LangChain and LlamaIndex work unchanged. */
 export function openaiRoutes(service: EmbedService, registry: ModelRegistry, startedAt: number): FastifyPluginAsyncZod {
     return async (app) => {
-        const handler = async (request: FastifyRequest<{ Body: OpenAIEmbeddingsBody }>) => {
+        const handler = async (request: FastifyRequest<{ Body: OpenAIEmbeddingsBody }>, reply: FastifyReply) => {
             const body = request.body;
             const inputs = inputsOf(body.input);
             const result = await untilAborted(
@@ -34,19 +35,18 @@ export function openaiRoutes(service: EmbedService, registry: ModelRegistry, sta
                     normalize: body.normalize,
                     dimensions: body.dimensions,
                     field: "input",
-                    signal: request.cancelSignal,
+                    signal: () => request.cancelSignal,
                     admit: request.chargeTokens,
                 }),
-                request.cancelSignal,
+                request,
             );
             request.usage = { inputs: inputs.length, tokens: result.totalTokens, model: result.model };
-            const encode = body.encoding_format === "base64" ? toBase64 : toJsonNumbers;
-            return {
-                object: "list" as const,
-                data: result.vectors.map((v, index) => ({ object: "embedding" as const, index, embedding: encode(v) })),
-                model: result.model,
-                usage: { prompt_tokens: result.totalTokens, total_tokens: result.totalTokens },
-            };
+            // Written by hand: the vectors are most of the body, and toJsonArray is much faster than
+            // building number arrays for JSON.stringify. The shape is openaiEmbeddingsResponse.
+            const encode = body.encoding_format === "base64" ? (v: Float32Array) => `"${toBase64(v)}"` : toJsonArray;
+            const data = result.vectors.map((v, index) => `{"object":"embedding","index":${index},"embedding":${encode(v)}}`).join(",");
+            const usage = `{"prompt_tokens":${result.totalTokens},"total_tokens":${result.totalTokens}}`;
+            return sendJson(reply as FastifyReply, `{"object":"list","data":[${data}],"model":${JSON.stringify(result.model)},"usage":${usage}}`);
         };
         const schema = {
             tags: ["openai"],

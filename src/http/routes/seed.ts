@@ -1,8 +1,10 @@
+import type { FastifyReply } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { InvalidRequestError } from "../../core/errors.js";
 import type { EmbedService } from "../../core/embedService.js";
-import { cosineSimilarity, toJsonNumbers } from "../../core/vectors.js";
+import { cosineSimilarity, toJsonArray } from "../../core/vectors.js";
 import { untilAborted } from "../plugins/requestContext.js";
+import { sendJson } from "../sendJson.js";
 import {
     embedBatchBody,
     embedBatchResponse,
@@ -21,14 +23,14 @@ export function seedRoutes(service: EmbedService): FastifyPluginAsyncZod {
         app.post(
             "/embed",
             { schema: { tags: ["seed"], summary: "Embed one text", body: embedBody, response: { 200: embedResponse, ...errors } } },
-            async (request) => {
+            async (request, reply) => {
                 const { text, ...options } = request.body;
                 const result = await untilAborted(
-                    service.embed({ ...options, inputType: options.input_type, promptName: options.prompt_name, inputs: [text], field: "text", signal: request.cancelSignal, admit: request.chargeTokens }),
-                    request.cancelSignal,
+                    service.embed({ ...options, inputType: options.input_type, promptName: options.prompt_name, inputs: [text], field: "text", signal: () => request.cancelSignal, admit: request.chargeTokens }),
+                    request,
                 );
                 request.usage = { inputs: 1, tokens: result.totalTokens, model: result.model };
-                return { embedding: toJsonNumbers(result.vectors[0]!), dimensions: result.dimensions, model: result.model, tokens: result.totalTokens };
+                return sendJson(reply as FastifyReply, `{"embedding":${toJsonArray(result.vectors[0]!)},"dimensions":${result.dimensions},"model":${JSON.stringify(result.model)},"tokens":${result.totalTokens}}`);
             },
         );
 
@@ -42,14 +44,15 @@ export function seedRoutes(service: EmbedService): FastifyPluginAsyncZod {
                     response: { 200: embedBatchResponse, ...errors },
                 },
             },
-            async (request) => {
+            async (request, reply) => {
                 const { texts, ...options } = request.body;
                 const result = await untilAborted(
-                    service.embed({ ...options, inputType: options.input_type, promptName: options.prompt_name, inputs: texts, field: "texts", signal: request.cancelSignal, admit: request.chargeTokens }),
-                    request.cancelSignal,
+                    service.embed({ ...options, inputType: options.input_type, promptName: options.prompt_name, inputs: texts, field: "texts", signal: () => request.cancelSignal, admit: request.chargeTokens }),
+                    request,
                 );
                 request.usage = { inputs: texts.length, tokens: result.totalTokens, model: result.model };
-                return { embeddings: result.vectors.map(toJsonNumbers), model: result.model, dimensions: result.dimensions, tokens: result.totalTokens };
+                const embeddings = result.vectors.map(toJsonArray).join(",");
+                return sendJson(reply as FastifyReply, `{"embeddings":[${embeddings}],"model":${JSON.stringify(result.model)},"dimensions":${result.dimensions},"tokens":${result.totalTokens}}`);
             },
         );
 
@@ -70,11 +73,11 @@ export function seedRoutes(service: EmbedService): FastifyPluginAsyncZod {
                 if (pair === ranking) {
                     throw new InvalidRequestError("send either text1 and text2, or query and documents", { param: pair ? "query" : "text1" });
                 }
-                const common = { model, truncate, dimensions, signal: request.cancelSignal, admit: request.chargeTokens };
+                const common = { model, truncate, dimensions, signal: () => request.cancelSignal, admit: request.chargeTokens };
                 if (pair) {
                     if (text1 === undefined) throw new InvalidRequestError("text1: is required", { param: "text1" });
                     if (text2 === undefined) throw new InvalidRequestError("text2: is required", { param: "text2" });
-                    const result = await untilAborted(service.embed({ ...common, inputs: [text1, text2], field: "text1" }), request.cancelSignal);
+                    const result = await untilAborted(service.embed({ ...common, inputs: [text1, text2], field: "text1" }), request);
                     request.usage = { inputs: 2, tokens: result.totalTokens, model: result.model };
                     return { similarity: cosineSimilarity(result.vectors[0]!, result.vectors[1]!), model: result.model, tokens: result.totalTokens };
                 }
@@ -86,7 +89,7 @@ export function seedRoutes(service: EmbedService): FastifyPluginAsyncZod {
                         service.embed({ ...common, inputs: [query], inputType: "query", field: "query" }),
                         service.embed({ ...common, inputs: documents, inputType: "document", field: "documents" }),
                     ]),
-                    request.cancelSignal,
+                    request,
                 );
                 const results = docs.vectors
                     .map((v, index) => ({ index, score: cosineSimilarity(q.vectors[0]!, v) }))
