@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { parseArgs, promisify } from "node:util";
 import { getLlama, LlamaLogLevel, type Token } from "node-llama-cpp";
 import { NativeEngine } from "../src/engine/nativeEngine.js";
+import { cosineSimilarity as cosine } from "../src/core/vectors.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -27,17 +28,6 @@ const DEFAULT_TEXTS = [
     "Embeddings map text to vectors so that similar meanings end up close together in the space.",
 ];
 
-function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-    let dot = 0;
-    let na = 0;
-    let nb = 0;
-    for (let i = 0; i < a.length; i++) {
-        dot += a[i]! * b[i]!;
-        na += a[i]! * a[i]!;
-        nb += b[i]! * b[i]!;
-    }
-    return dot / Math.sqrt(na * nb);
-}
 
 async function main(): Promise<number> {
     const { values } = parseArgs({

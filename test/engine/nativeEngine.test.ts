@@ -13,6 +13,7 @@ import { getLlama, LlamaLogLevel, type Llama, type Token } from "node-llama-cpp"
 import { loadNativeBinding } from "../../src/engine/nativeBinding.js";
 import { NativeEngine } from "../../src/engine/nativeEngine.js";
 import { ensureTestModel, type TestModelPreset } from "../fixtures/testModels.js";
+import { cosineSimilarity as cosine } from "../../src/core/vectors.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -35,17 +36,6 @@ const TEXTS = [
     "The last sentence of the batch.",
 ];
 
-function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-    let dot = 0;
-    let na = 0;
-    let nb = 0;
-    for (let i = 0; i < a.length; i++) {
-        dot += a[i]! * b[i]!;
-        na += a[i]! * a[i]!;
-        nb += b[i]! * b[i]!;
-    }
-    return dot / Math.sqrt(na * nb);
-}
 
 function assertClose(a: ArrayLike<number>, b: ArrayLike<number>, min: number, what: string) {
     assert.equal(a.length, b.length, `${what}: length`);
