@@ -384,9 +384,11 @@ export async function runFailover(options: FailoverOptions): Promise<FailoverRep
                         body: JSON.stringify({ input: freshText(i) }),
                     });
                     upstream = res.headers.get("x-upstream") ?? "";
-                    const body = (await res.json()) as { data?: { embedding: number[] }[] };
-                    status = res.status === 200 && body.data?.[0]?.embedding.length ? 200 : res.status === 200 ? "200 without an embedding" : res.status;
-                    if (res.headers.get("x-request-id") !== `cluster-${i}`) status = `x-request-id not echoed (${res.status})`;
+                    const text = await res.text();
+                    if (res.status !== 200) status = `HTTP ${res.status}${res.headers.get("content-type")?.includes("json") ? "" : " from nginx"}`;
+                    else if (!(JSON.parse(text) as { data?: { embedding: number[] }[] }).data?.[0]?.embedding.length) status = "200 without an embedding";
+                    else if (res.headers.get("x-request-id") !== `cluster-${i}`) status = "x-request-id not echoed";
+                    else status = 200;
                 } catch (err) {
                     status = (err as Error).cause ? String((err as Error & { cause: Error }).cause.message) : (err as Error).message;
                 }
