@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { open, readFile, stat, unlink } from "node:fs/promises";
 import { hostname } from "node:os";
 import { CacheBusyError, DownloadAbortedError } from "./errors.js";
@@ -7,6 +8,22 @@ interface LockOwner {
     pid: number;
     host: string;
     since: string;
+    /** When the owning process started (Linux: clock ticks since boot), so a reused pid is told apart. */
+    started?: string;
+}
+
+/**
+ * A process's start time from /proc (Linux). A container restarted in the same pod gets the same
+ * hostname and often the same pid, so pid + host alone would make a dead owner look alive.
+ */
+function processStart(pid: number | "self"): string | undefined {
+    try {
+        const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+        // Fields after the parenthesised command name; starttime is field 22 overall.
+        return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+    } catch {
+        return undefined;
+    }
 }
 
 // A lock whose owner we cannot check (another host sharing the cache, or garbage) is
@@ -31,7 +48,11 @@ async function isStale(lockPath: string): Promise<boolean> {
     } catch {
         owner = undefined;
     }
-    if (owner && owner.host === hostname() && typeof owner.pid === "number") return !alive(owner.pid);
+    if (owner && owner.host === hostname() && typeof owner.pid === "number") {
+        if (!alive(owner.pid)) return true;
+        const started = processStart(owner.pid);
+        return owner.started !== undefined && started !== undefined && started !== owner.started;
+    }
     try {
         const st = await stat(lockPath);
         // An unreadable lock may be one being written this instant: give it a moment.
@@ -56,7 +77,7 @@ export async function acquireLock(
     for (;;) {
         try {
             const fh = await open(lockPath, "wx");
-            const owner: LockOwner = { pid: process.pid, host: hostname(), since: new Date().toISOString() };
+            const owner: LockOwner = { pid: process.pid, host: hostname(), since: new Date().toISOString(), started: processStart("self") };
             await fh.writeFile(JSON.stringify(owner));
             await fh.close();
             let released = false;

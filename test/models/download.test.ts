@@ -304,6 +304,17 @@ describe("pull from the hub", () => {
         assert.equal(r.downloaded, true);
         assert.equal(existsSync(`${dest}.lock`), false);
     });
+
+    test("a lock whose pid was reused by a newer process (a restarted container) is taken over", async () => {
+        await freshCache();
+        const dest = path.join(cacheDir, "acme", "small", "tiny.gguf");
+        await mkdir(path.dirname(dest), { recursive: true });
+        const { hostname } = await import("node:os");
+        // Our own pid is alive, but it started at another time than the one recorded.
+        await writeFile(`${dest}.lock`, JSON.stringify({ pid: process.pid, host: hostname(), since: "x", started: "1" }));
+        const r = await resolveModel("hf:acme/small/tiny.gguf", opts({ lockWaitMs: 2000 }));
+        assert.equal(r.downloaded, true);
+    });
 });
 
 describe("offline and other sources", () => {
