@@ -1,5 +1,5 @@
 /**
- * npm run bench -- [--model bert-small-bench|qwen3-0.6b-bench|file.gguf] [--threads 2] [--rounds 2] [--skip-nlc]
+ * npm run bench -- [--model bert-small-bench|qwen3-0.6b-bench|file.gguf] [--threads 2] [--replicas 1] [--rounds 2] [--skip-nlc]
  *
  * Throughput and latency of this server (native engine), llama.cpp's own llama-server built from
  * the same source with the same flags, and this server on the node-llama-cpp engine, on the same
@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { ensureTestModel, type TestModelPreset } from "../test/fixtures/testModels.js";
 import { freePort, freshText, parseArgs, percentile, startServer, waitHealthy } from "./lib.js";
 
-const args = parseArgs({ model: "bert-small-bench", threads: "2", rounds: "2", seconds: "6" });
+const args = parseArgs({ model: "bert-small-bench", threads: "2", rounds: "2", seconds: "6", replicas: "1" });
 const threads = Number(args.threads);
 const rounds = Number(args.rounds);
 const secondsPerTurn = Number(args.seconds);
@@ -37,8 +37,11 @@ async function postEmbeddings(url: string, texts: string[]) {
     if (res.status !== 200 || body.data?.length !== texts.length) throw new Error(`HTTP ${res.status}: ${JSON.stringify(body).slice(0, 200)}`);
 }
 
+/** With --replicas R the native server runs R engine copies of threads/R threads each: the same cores. */
+const replicas = Number(args.replicas);
 async function ourServer(name: string, engine: "native" | "node-llama-cpp"): Promise<Peer> {
-    const s = await startServer(["--model", modelPath, "--model.threads", String(threads), "--model.engine", engine, "--model.max-sequences", "16"]);
+    const split = engine === "native" && replicas > 1 ? ["--model.replicas", String(replicas), "--model.threads", String(Math.max(1, threads / replicas))] : ["--model.threads", String(threads)];
+    const s = await startServer(["--model", modelPath, ...split, "--model.engine", engine, "--model.max-sequences", "16"]);
     return { name, url: s.url, stop: s.stop, send: (texts) => postEmbeddings(s.url, texts) };
 }
 
@@ -94,7 +97,8 @@ async function turn(peer: Peer, w: Workload) {
     return { embeddings, seconds: (performance.now() - started) / 1000, latencies };
 }
 
-const peers: Peer[] = [await ourServer("embedding-server (native)", "native"), await llamaServer()];
+const nativeName = replicas > 1 ? `embedding-server (native, ${replicas}x${Math.max(1, threads / replicas)} threads)` : "embedding-server (native)";
+const peers: Peer[] = [await ourServer(nativeName, "native"), await llamaServer()];
 if (!args["skip-nlc"]) peers.push(await ourServer("embedding-server (node-llama-cpp)", "node-llama-cpp"));
 console.log(`model ${modelPath}\nthreads ${threads}, ${rounds} rounds of ${secondsPerTurn} s per server and workload, servers alternating\n`);
 

@@ -66,7 +66,7 @@ export async function defaultMemoryEstimator(model: ModelConfig): Promise<number
     const path = await resolveModelPath(model);
     const gpuLayers = model.gpuLayers === "max" || model.gpuLayers === "auto" ? 1_000_000 : model.gpuLayers;
     const estimate = await estimateModelMemory(path, { contextSize: model.contextSize, batchSize: model.batchSize, sequences: model.maxSequences, gpuLayers });
-    return estimate.totalBytes;
+    return estimate.totalBytes * model.replicas;
 }
 
 export function defaultEngineLoader(logger: Logger): EngineLoader {
@@ -75,6 +75,7 @@ export function defaultEngineLoader(logger: Logger): EngineLoader {
         const engine = await createEngine({
             modelPath,
             engine: model.engine,
+            replicas: model.replicas,
             contextSize: model.contextSize,
             batchSize: model.batchSize,
             ubatchSize: model.ubatchSize,

@@ -36,7 +36,12 @@ export const modelConfigSchema = z
         ubatchSize: z.number().int().min(16).max(1_048_576).optional(),
         /** Most sequences one engine call carries. */
         maxSequences: z.number().int().min(1).max(256).default(16),
-        /** CPU threads. Default: the physical cores. */
+        /**
+         * Engine copies decoding batches in parallel, each with `threads` threads and its own copy of
+         * the weights. On a few CPU cores, 2 copies x 1 thread beat 1 x 2 threads; on a GPU keep 1.
+         */
+        replicas: z.number().int().min(1).max(64).default(1),
+        /** CPU threads per engine copy. Default: the physical cores divided by replicas. */
         threads: z.number().int().min(1).max(1024).optional(),
         /** GPU layers: a count, "auto" (as many as fit) or "max". */
         gpuLayers: z.union([z.number().int().min(0), z.enum(["auto", "max"])]).default("auto"),

@@ -24,6 +24,8 @@ export interface BatcherOptions {
     maxBatchSequences: number;
     /** Tokens allowed to wait; past it submit() fails fast with QueueFullError. */
     maxQueuedTokens: number;
+    /** Batches handed to the engine at once: its concurrency (copies decoding in parallel). Default 1. */
+    maxInFlight?: number;
     onBatch?: (stats: BatchStats) => void;
     onError?: (err: unknown) => void;
 }
@@ -46,7 +48,9 @@ interface Entry {
 export class Batcher {
     private queue: Entry[] = [];
     private queuedTokens = 0;
-    private running = false;
+    private inFlight = 0;
+    /** True while a setImmediate is pending to take batches. */
+    private scheduled = false;
     private closed = false;
     /** Exponentially smoothed tokens per second, for Retry-After. */
     private tokensPerSecond = 0;
@@ -63,7 +67,7 @@ export class Batcher {
     }
 
     get busy(): boolean {
-        return this.running || this.queue.length > 0;
+        return this.inFlight > 0 || this.queue.length > 0;
     }
 
     /** Queues one request's sequences; resolves with their vectors in order. */
@@ -128,10 +132,19 @@ export class Batcher {
     }
 
     private schedule() {
-        if (this.running || this.queue.length === 0) return;
-        this.running = true;
+        const limit = this.options.maxInFlight ?? 1;
+        if (this.scheduled || this.queue.length === 0 || this.inFlight >= limit) return;
+        this.scheduled = true;
         // setImmediate lets requests that arrived in the same tick join this batch.
-        setImmediate(() => void this.runOnce());
+        setImmediate(() => {
+            this.scheduled = false;
+            while (this.queue.length > 0 && this.inFlight < limit) {
+                const batch = this.takeBatch();
+                if (batch.length === 0) break;
+                this.inFlight++;
+                void this.run(batch);
+            }
+        });
     }
 
     private takeBatch(): Entry[] {
@@ -157,10 +170,8 @@ export class Batcher {
         return batch;
     }
 
-    private async runOnce() {
-        const batch = this.takeBatch();
+    private async run(batch: Entry[]) {
         try {
-            if (batch.length === 0) return;
             const start = performance.now();
             const tokens = batch.reduce((n, e) => n + e.tokens.length, 0);
             try {
@@ -180,7 +191,7 @@ export class Batcher {
                 for (const e of batch) e.reject(err);
             }
         } finally {
-            this.running = false;
+            this.inFlight--;
             this.schedule();
         }
     }

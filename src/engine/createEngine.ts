@@ -1,10 +1,14 @@
+import { availableParallelism } from "node:os";
 import type { Engine, EngineLoadOptions } from "./engine.js";
+import { EnginePool } from "./enginePool.js";
 import { LlamaCppEngine } from "./llamaCppEngine.js";
 
 export type EngineChoice = "auto" | "native" | "node-llama-cpp";
 
 export interface CreateEngineOptions extends EngineLoadOptions {
     engine: EngineChoice;
+    /** Copies decoding in parallel (EnginePool); threads default to the cores divided among them. */
+    replicas?: number;
     /** Told once why the native engine is not used. */
     onFallback?: (reason: string) => void;
 }
@@ -30,6 +34,20 @@ async function loadNative(): Promise<NativeModule | string> {
 
 /** Picks the runtime for a model: the native batched addon when built, node-llama-cpp otherwise. */
 export async function createEngine(options: CreateEngineOptions): Promise<Engine> {
+    const { replicas = 1, ...single } = options;
+    if (replicas <= 1) return createOne(single);
+    const threads = single.threads ?? Math.max(1, Math.floor(availableParallelism() / replicas));
+    const engines: Engine[] = [];
+    try {
+        for (let i = 0; i < replicas; i++) engines.push(await createOne({ ...single, threads }));
+    } catch (err) {
+        await Promise.all(engines.map((e) => e.dispose()));
+        throw err;
+    }
+    return new EnginePool(engines);
+}
+
+async function createOne(options: Omit<CreateEngineOptions, "replicas">): Promise<Engine> {
     const { engine, onFallback, ...load } = options;
     if (engine !== "node-llama-cpp") {
         const native = await loadNative();

@@ -73,6 +73,8 @@ export interface Engine {
     readonly maxBatchSequences: number;
     /** Special tokens wrapped around text by tokenize(text, true). */
     readonly specialTokens: SpecialTokens;
+    /** Batches the engine computes at the same time (a pool of copies); 1 when absent. */
+    readonly concurrency?: number;
 
     /** Tokenizes text; with addSpecial the model's special tokens are added as its tokenizer would. */
     tokenize(text: string, addSpecial: boolean): Promise<Uint32Array>;

@@ -334,6 +334,7 @@ export class ModelRegistry {
             maxBatchTokens: engine.maxBatchTokens,
             maxBatchSequences: engine.maxBatchSequences,
             maxQueuedTokens: limits.maxQueuedTokens,
+            maxInFlight: engine.concurrency ?? 1,
             onBatch: (stats) => {
                 metrics.batchSequences.observe({ model: id }, stats.sequences);
                 metrics.batchTokens.observe({ model: id }, stats.tokens);

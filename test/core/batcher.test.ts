@@ -3,6 +3,7 @@ import { after, before, describe, it } from "node:test";
 import { Batcher } from "../../src/core/batcher.js";
 import { createEngine } from "../../src/engine/createEngine.js";
 import type { Engine } from "../../src/engine/engine.js";
+import { EnginePool } from "../../src/engine/enginePool.js";
 import { LlamaCppEngine } from "../../src/engine/llamaCppEngine.js";
 import { ensureTestModel } from "../fixtures/testModels.js";
 import { FaultyEngine } from "../helpers/faultyEngine.js";
@@ -70,6 +71,29 @@ describe("dynamic batcher", () => {
                     await e.dispose();
                 }
             }
+        }
+    });
+
+    it("an engine pool runs as many batches at once as it has copies, with the same vectors", async () => {
+        const path = await ensureTestModel("bert-tiny");
+        const pool = await createEngine({ modelPath: path, engine: "auto", replicas: 2, threads: 1 });
+        try {
+            assert.equal(pool.concurrency, 2);
+            assert.equal(pool.backend.threads, 2);
+            const seqs = await Promise.all(SAMPLE_TEXTS.map((t) => pool.tokenize(t, true)));
+            const fromPool = await pool.embed(seqs);
+            const single = await engine.embed(seqs);
+            seqs.forEach((_, i) => assert.ok(cosine(fromPool[i]!, single[i]!) >= 0.9999));
+
+            const slow = new EnginePool([new FaultyEngine(engine), new FaultyEngine(engine)]);
+            for (const e of (slow as unknown as { engines: FaultyEngine[] }).engines) e.delayMs = 150;
+            const batcher = new Batcher(slow, { maxBatchTokens: 4096, maxBatchSequences: 2, maxQueuedTokens: 100_000, maxInFlight: slow.concurrency });
+            const started = performance.now();
+            await Promise.all([batcher.submit(seqs.slice(0, 2)), batcher.submit(seqs.slice(2, 4))]);
+            const elapsed = performance.now() - started;
+            assert.ok(elapsed < 280, `two batches on two copies ran in parallel (${elapsed.toFixed(0)} ms for 2 x 150 ms)`);
+        } finally {
+            await pool.dispose();
         }
     });
 
