@@ -43,6 +43,7 @@ struct Job {
     bool notify = true;                // false: nobody waits (teardown), just delete
     std::vector<int32_t> tokens;
     std::vector<uint32_t> lengths;
+    int threads = 0;                   // >0: decode this job with that many threads
     std::vector<float> out;
     std::string error;
     bool ok = false;
@@ -249,7 +250,7 @@ private:
                 Deliver(job);
                 return;
             }
-            job->ok = core->Embed(job->tokens, job->lengths, job->out, job->error);
+            job->ok = core->Embed(job->tokens, job->lengths, job->out, job->error, job->threads);
             Deliver(job);
         }
     }
@@ -367,6 +368,9 @@ private:
         }
         const std::string bad = core_->Validate(job->tokens, job->lengths);
         if (!bad.empty()) return reject(Napi::RangeError::New(env, bad));
+        // embed(sequences, threads?): an engine pool runs one batch on all cores when it is alone
+        // and splits the cores between batches under load.
+        if (info.Length() > 1 && info[1].IsNumber()) job->threads = std::max(0, info[1].As<Napi::Number>().Int32Value());
         Napi::Promise p = job->deferred->Promise();
         Submit(env, job.release());
         return p;

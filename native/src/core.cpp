@@ -417,11 +417,15 @@ std::string Core::Validate(const std::vector<int32_t> & tokens, const std::vecto
 }
 
 bool Core::Embed(const std::vector<int32_t> & tokens, const std::vector<uint32_t> & lengths, std::vector<float> & out,
-                 std::string & error) {
+                 std::string & error, int threads) {
     std::shared_lock<std::shared_mutex> lock(life_);
     if (ctx_ == nullptr) {
         error = "the model has been disposed";
         return false;
+    }
+    {
+        const int want = threads > 0 ? threads : info_.threads;
+        if (want > 0 && want != llama_n_threads_batch(ctx_)) llama_set_n_threads(ctx_, want, want);
     }
     {
         std::string bad = Validate(tokens, lengths);

@@ -86,7 +86,7 @@ public:
      * (lengths.size() * outputDims floats). Not re-entrant: call from one thread at a time.
      */
     bool Embed(const std::vector<int32_t> & tokens, const std::vector<uint32_t> & lengths,
-               std::vector<float> & out, std::string & error);
+               std::vector<float> & out, std::string & error, int threads = 0);
 
 private:
     Core() = default;

@@ -64,6 +64,11 @@ export interface SpecialTokens {
     suffix: number[];
 }
 
+export interface EmbedCallOptions {
+    /** CPU threads for this call (engines that cannot change it ignore it). */
+    threads?: number;
+}
+
 export interface Engine {
     readonly info: EngineModelInfo;
     readonly backend: EngineBackendInfo;
@@ -84,7 +89,7 @@ export interface Engine {
      * in input order. Callers keep each sequence <= info.contextLength and the batch within
      * maxBatchTokens / maxBatchSequences; an engine may still split internally.
      */
-    embed(sequences: readonly Uint32Array[]): Promise<Float32Array[]>;
+    embed(sequences: readonly Uint32Array[], options?: EmbedCallOptions): Promise<Float32Array[]>;
 
     dispose(): Promise<void>;
 }

@@ -3,7 +3,8 @@ import type { Engine } from "./engine.js";
 /**
  * Several copies of one model, each decoding its own batch at the same time. On a few CPU cores
  * two single-threaded decodes waste less in synchronisation than one two-threaded decode of the
- * same work. The batcher keeps `concurrency` batches in flight; each goes to an idle copy.
+ * same work. The batcher keeps `concurrency` batches in flight; each goes to an idle copy. A batch
+ * that runs alone gets every copy's threads, so light load keeps the latency of one big engine.
  */
 export class EnginePool implements Engine {
     private readonly idle: Engine[];
@@ -41,8 +42,10 @@ export class EnginePool implements Engine {
 
     async embed(sequences: readonly Uint32Array[]): Promise<Float32Array[]> {
         const engine = this.idle.pop() ?? (await new Promise<Engine>((r) => this.waiting.push(r)));
+        const perCopy = engine.backend.threads;
+        const alone = this.idle.length === this.engines.length - 1;
         try {
-            return await engine.embed(sequences);
+            return await engine.embed(sequences, { threads: alone ? perCopy * this.engines.length : perCopy });
         } finally {
             const next = this.waiting.shift();
             if (next) next(engine);

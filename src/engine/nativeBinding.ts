@@ -96,7 +96,8 @@ export interface NativeModel {
     /** Same, on libuv's thread pool, for long texts. */
     tokenizeAsync(text: string, addSpecial?: boolean, parseSpecial?: boolean): Promise<Uint32Array>;
     /** One vector of info.outputDims floats per sequence, concatenated in input order. */
-    embed(sequences: readonly Uint32Array[]): Promise<Float32Array>;
+    /** threads > 0 decodes this call with that many threads (llama_set_n_threads). */
+    embed(sequences: readonly Uint32Array[], threads?: number): Promise<Float32Array>;
     /** Frees context and model; later calls throw. Idempotent. */
     dispose(): Promise<void>;
 }

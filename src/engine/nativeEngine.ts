@@ -12,6 +12,7 @@ import type {
     GpuBackend,
     PoolingType,
     SpecialTokens,
+    EmbedCallOptions,
 } from "./engine.js";
 import { loadNativeBinding, type NativeModel, type NativeModelInfo } from "./nativeBinding.js";
 
@@ -143,10 +144,10 @@ export class NativeEngine implements Engine {
         return this.model.tokenizeAsync(text, addSpecial);
     }
 
-    async embed(sequences: readonly Uint32Array[]): Promise<Float32Array[]> {
+    async embed(sequences: readonly Uint32Array[], options?: EmbedCallOptions): Promise<Float32Array[]> {
         this.assertAlive();
         if (sequences.length === 0) return [];
-        const flat = await this.model.embed(sequences);
+        const flat = await this.model.embed(sequences, options?.threads);
         const d = this.info.dimensions;
         const out = new Array<Float32Array>(sequences.length);
         for (let i = 0; i < sequences.length; i++) out[i] = flat.subarray(i * d, (i + 1) * d);

@@ -1,4 +1,4 @@
-import type { Engine } from "../../src/engine/engine.js";
+import type { EmbedCallOptions, Engine } from "../../src/engine/engine.js";
 
 /** Wraps a real engine to inject faults: delays, failures, and a record of what reached it. */
 export class FaultyEngine implements Engine {
@@ -27,14 +27,14 @@ export class FaultyEngine implements Engine {
     tokenize(text: string, addSpecial: boolean) {
         return this.inner.tokenize(text, addSpecial);
     }
-    async embed(sequences: readonly Uint32Array[]) {
+    async embed(sequences: readonly Uint32Array[], options?: EmbedCallOptions) {
         this.batches.push([...sequences]);
         if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
         if (this.failNext > 0) {
             this.failNext--;
             throw new Error("injected engine failure: /secret/path/model.gguf decode returned -3");
         }
-        return this.inner.embed(sequences);
+        return this.inner.embed(sequences, options);
     }
     dispose() {
         return this.inner.dispose();
