@@ -1,7 +1,8 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
-import { connect, createServer, type AddressInfo } from "node:net";
+import { connect } from "node:net";
 import { delimiter, dirname, join } from "node:path";
+import { freePort } from "../../bench/lib.js";
 
 /** Where redis-server is, or undefined: suites skip with REDIS_SKIP_REASON then. */
 export const REDIS_SERVER_BIN: string | undefined = [...(process.env.PATH ?? "").split(delimiter), "/usr/bin", "/usr/sbin", "/usr/local/bin"]
@@ -30,16 +31,6 @@ export interface RedisServer {
     stop(): Promise<void>;
 }
 
-function freePort(): Promise<number> {
-    return new Promise((resolve, reject) => {
-        const srv = createServer();
-        srv.once("error", reject);
-        srv.listen(0, "127.0.0.1", () => {
-            const { port } = srv.address() as AddressInfo;
-            srv.close(() => resolve(port));
-        });
-    });
-}
 
 function ping(port: number): Promise<boolean> {
     return new Promise((resolve) => {
