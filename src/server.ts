@@ -61,17 +61,35 @@ export async function resolveModelPath(model: ModelConfig, logger?: Logger): Pro
     }
 }
 
+/**
+ * The memory estimate and the load both need the local file; one resolution per config object
+ * (a hot swap brings a new one) saves a second hub round trip at start-up.
+ */
+const resolvedPaths = new WeakMap<ModelConfig, Promise<string>>();
+function resolveOnce(model: ModelConfig, logger?: Logger): Promise<string> {
+    let path = resolvedPaths.get(model);
+    if (!path) {
+        path = resolveModelPath(model, logger);
+        resolvedPaths.set(model, path);
+        // A failure is not remembered: the next load attempt (a lazy model's next request) retries.
+        path.catch(() => resolvedPaths.delete(model));
+    }
+    return path;
+}
+
 /** Reads the GGUF header and sizes weights plus KV cache for the model's configuration. */
-export async function defaultMemoryEstimator(model: ModelConfig): Promise<number> {
-    const path = await resolveModelPath(model);
-    const gpuLayers = model.gpuLayers === "max" || model.gpuLayers === "auto" ? 1_000_000 : model.gpuLayers;
-    const estimate = await estimateModelMemory(path, { contextSize: model.contextSize, batchSize: model.batchSize, sequences: model.maxSequences, gpuLayers });
-    return estimate.totalBytes * model.replicas;
+export function defaultMemoryEstimator(logger?: Logger): MemoryEstimator {
+    return async (model: ModelConfig): Promise<number> => {
+        const path = await resolveOnce(model, logger);
+        const gpuLayers = model.gpuLayers === "max" || model.gpuLayers === "auto" ? 1_000_000 : model.gpuLayers;
+        const estimate = await estimateModelMemory(path, { contextSize: model.contextSize, batchSize: model.batchSize, sequences: model.maxSequences, gpuLayers });
+        return estimate.totalBytes * model.replicas;
+    };
 }
 
 export function defaultEngineLoader(logger: Logger): EngineLoader {
     return async (model: ModelConfig): Promise<Engine> => {
-        const modelPath = await resolveModelPath(model, logger);
+        const modelPath = await resolveOnce(model, logger);
         const engine = await createEngine({
             modelPath,
             engine: model.engine,
@@ -109,7 +127,7 @@ export async function createServer(options: CreateServerOptions): Promise<Embedd
         : undefined;
     const registry = new ModelRegistry({
         loader: options.loader ?? defaultEngineLoader(logger),
-        estimateMemory: options.estimateMemory ?? defaultMemoryEstimator,
+        estimateMemory: options.estimateMemory ?? defaultMemoryEstimator(logger),
         limits: config.limits,
         logger,
         metrics,
