@@ -8,10 +8,6 @@ export function poolingFromId(id: number | undefined, fallback: PoolingType): Po
     return id === undefined ? fallback : (POOLING_BY_ID[id] ?? fallback);
 }
 
-export function poolingToId(pooling: PoolingType): number {
-    return Number(Object.entries(POOLING_BY_ID).find(([, name]) => name === pooling)![0]);
-}
-
 /** "MOSTLY_Q8_0" -> "Q8_0", "ALL_F32" -> "F32": the names users know from file names. */
 export function fileTypeName(id: number | undefined): string {
     if (id === undefined) return "unknown";

@@ -97,6 +97,8 @@ export function registerRequestContext(app: FastifyInstance, options: { metrics:
         const seconds = reply.elapsedTime / 1000;
         metrics.httpRequests.inc(labels);
         metrics.httpDuration.observe(labels, seconds);
+        // The access line's object is built only when it will be written (benchmarks run at warn).
+        if (!(request.log as unknown as { isLevelEnabled(level: string): boolean }).isLevelEnabled("info")) return;
         request.log.info(
             {
                 route,
