@@ -154,6 +154,30 @@ function listFiles(dir) {
     return out.sort();
 }
 
+/**
+ * llama.cpp makes every token of an embedding context an output. A decoder then runs its last
+ * layer and its vocabulary-sized LM head (a quarter of Qwen3-0.6B's work) on every token and
+ * copies n_tokens x n_vocab logits out, although last-token pooling keeps one row per sequence.
+ * The addon compiles its own copy of llama-context.cpp in which a context with pooling "none"
+ * outputs only the tokens the batch flags, as llama.cpp itself did until mid-2025; core.cpp
+ * then flags each sequence's last token and reads its hidden state. The source tree is never
+ * modified, so llama-server (scripts/build-llama-tools.mjs) stays llama.cpp as released.
+ * When the line is not found (another llama.cpp via LLAMA_CPP_DIR) nothing is patched and the
+ * addon notices at load time and pools inside llama.cpp as before.
+ */
+const SELECTIVE_OUTPUTS = {
+    file: "src/llama-context.cpp",
+    find: /const bool output_all(\s*)= cparams\.embeddings;/,
+    replace: "const bool output_all$1= cparams.embeddings && cparams.pooling_type != LLAMA_POOLING_TYPE_NONE;",
+};
+
+/** The patched llama-context.cpp for the addon, or undefined when the source does not match. */
+export function patchedLlamaContext(src) {
+    const original = readFileSync(join(src, SELECTIVE_OUTPUTS.file), "utf8");
+    if (!SELECTIVE_OUTPUTS.find.test(original)) return undefined;
+    return `// Patched copy made by scripts/build-native.mjs (selective embedding outputs); do not edit.\n#line 1 "${SELECTIVE_OUTPUTS.file}"\n${original.replace(SELECTIVE_OUTPUTS.find, SELECTIVE_OUTPUTS.replace)}`;
+}
+
 /** The addon's own sources (CMakeLists.txt + src/**), relative path -> content. */
 function addonSources() {
     const files = [join(nativeDir, "CMakeLists.txt"), ...listFiles(join(nativeDir, "src"))];
@@ -316,9 +340,11 @@ function installOutput(builtNode) {
 async function buildVariant({ tc, src, cuda, nodeInclude, addonApiDir }) {
     const options = llamaCmakeOptions({ cuda: Boolean(cuda), ccache: Boolean(tc.ccache) });
     const generator = tc.ninja ? "Ninja" : undefined;
+    const patched = patchedLlamaContext(src);
     const treeKey = shortHash([
-        "tree-v1", llamaSourceId(src), src, keyOptions(options), process.platform, process.arch,
+        "tree-v2", llamaSourceId(src), src, keyOptions(options), process.platform, process.arch,
         tc.cmakeVersion, tc.cxxVersion, generator ?? "default", cuda ? commandOutput(cuda, ["--version"]) ?? cuda : "",
+        patched ? createHash("sha256").update(patched).digest("hex") : "unpatched",
     ]);
     const sources = addonSources();
     const nodeKey = shortHash([
@@ -342,6 +368,9 @@ async function buildVariant({ tc, src, cuda, nodeInclude, addonApiDir }) {
         const addonSrc = join(treeDir, "addon-src");
         const bin = join(treeDir, "bin");
         for (const s of sources) syncFile(s.content, join(addonSrc, s.rel));
+        const patchedFile = join(treeDir, "patched", "llama-context.cpp");
+        if (patched) syncFile(Buffer.from(patched), patchedFile);
+        else log("llama.cpp's llama-context.cpp differs from the pinned release; building it unpatched (decoders will compute every token's output)");
 
         const started = Date.now();
         const variant = cuda ? "CUDA" : process.platform === "darwin" ? "Metal" : "CPU";
@@ -351,6 +380,7 @@ async function buildVariant({ tc, src, cuda, nodeInclude, addonApiDir }) {
             ...(generator ? ["-G", generator] : []),
             ...cmakeDefines(options),
             `-DLLAMA_CPP_DIR=${src}`,
+            `-DEMBEDDING_LLAMA_CONTEXT_CPP=${patched ? patchedFile : ""}`,
             `-DNODE_API_INCLUDE_DIR=${nodeInclude}`,
             `-DNODE_ADDON_API_DIR=${addonApiDir}`,
             "-Wno-dev",
@@ -437,6 +467,25 @@ export async function buildNative() {
     installOutput(result.node);
     log(`${result.cached ? "up to date" : "installed"}: ${relative(process.cwd(), addonOutput) || addonOutput}`);
     return { ok: true, node: addonOutput };
+}
+
+/**
+ * Builds the plain C++ decode loop (native/src/bench/decode_loop.cpp) in the same build tree as
+ * the installed addon, so both run the very same llama.cpp objects. For `npm run bench:engine`.
+ */
+export async function buildDecodeLoop() {
+    const result = await buildNative();
+    if (!result.ok) throw new Error(`the native addon is not built: ${result.reason}`);
+    const built = readFileSync(join(dirname(addonOutput), "embedding_native.source"), "utf8").trim();
+    const treeDir = dirname(dirname(built));
+    const tc = detectToolchain();
+    if (tc.problem) throw new Error(tc.problem);
+    const bin = join(treeDir, "bin");
+    const b = await withLock(treeDir, () => run(tc.cmake, ["--build", bin, "--config", "Release", "--target", "embedding_decode_loop", "-j", String(buildJobs())]));
+    if (b.code !== 0) throw new Error(`building the decode loop failed: ${summarize(b.tail)}`);
+    const exe = [join(bin, "embedding_decode_loop"), join(bin, "Release", "embedding_decode_loop")].find((p) => existsSync(p));
+    if (!exe) throw new Error("the decode loop was built but not found");
+    return exe;
 }
 
 if (import.meta.url === `file://${process.argv[1]}` || process.argv[1] === fileURLToPath(import.meta.url)) {

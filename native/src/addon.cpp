@@ -93,6 +93,7 @@ static Napi::Object info_object(Napi::Env env, const ModelInfo & i) {
     o.Set("hasDecoder", i.hasDecoder);
     o.Set("hasMemory", i.hasMemory);
     o.Set("kvUnified", i.kvUnified);
+    o.Set("lastTokenOnly", i.lastTokenOnly);
     o.Set("nClsOut", i.nClsOut);
     o.Set("bos", i.bos);
     o.Set("eos", i.eos);

@@ -245,10 +245,20 @@ std::shared_ptr<Core> Core::Load(const LoadParams & p, std::string & error) {
         if (!s.empty()) causal_meta = !(s == "false" || s == "0");
     }
 
+    // A causal model pooled by its last token runs with pooling "none" and only each sequence's
+    // last token as an output, so its last layer and LM head run on one row per sequence instead
+    // of every token. That needs the addon's patched llama-context.cpp (see
+    // scripts/build-native.mjs); a probe decode below falls back to llama.cpp's own pooling
+    // when the library insists on outputting every token.
+    bool last_token_only = pooling == LLAMA_POOLING_TYPE_LAST && causal_meta;
+    auto context_pooling = [&](int logical) { return last_token_only ? (int) LLAMA_POOLING_TYPE_NONE : logical; };
+    LoadParams cparams_in = p;
+    cparams_in.pooling = context_pooling(pooling);
+
     // Create the context; an encoder without a KV cache always runs non-causally, in which
     // case the plan is redone if it assumed otherwise.
-    ContextPlan plan = plan_context(p, info.nCtxTrain, causal_meta, pooling);
-    for (int attempt = 0; attempt < 2; ++attempt) {
+    ContextPlan plan = plan_context(cparams_in, info.nCtxTrain, causal_meta, context_pooling(pooling));
+    for (int attempt = 0; attempt < 3; ++attempt) {
         BeginErrorCapture();
         try {
             core->ctx_ = llama_init_from_model(model, plan.params);
@@ -265,15 +275,21 @@ std::shared_ptr<Core> Core::Load(const LoadParams & p, std::string & error) {
         const bool has_memory = llama_get_memory(core->ctx_) != nullptr;
         const bool causal = has_memory && causal_meta;
         const int ctx_pooling = (int) llama_pooling_type(core->ctx_);
-        if (causal == plan.causal && ctx_pooling == pooling) {
-            info.hasMemory = has_memory;
-            break;
+        if (causal == plan.causal && ctx_pooling == context_pooling(pooling)) {
+            if (!last_token_only || core->ProbeLastTokenOutput()) {
+                info.hasMemory = has_memory;
+                break;
+            }
+            last_token_only = false;  // this llama.cpp outputs every token of an embedding context
+        } else if (!last_token_only) {
+            pooling = ctx_pooling;
         }
         llama_free(core->ctx_);
         core->ctx_ = nullptr;
-        pooling = ctx_pooling;
-        plan = plan_context(p, info.nCtxTrain, causal, pooling);
-        if (attempt == 1) {
+        last_token_only = last_token_only && causal;
+        cparams_in.pooling = context_pooling(pooling);
+        plan = plan_context(cparams_in, info.nCtxTrain, causal, context_pooling(pooling));
+        if (attempt == 2) {
             error = "could not settle the embedding context parameters";
             core->Free();
             return nullptr;
@@ -282,7 +298,8 @@ std::shared_ptr<Core> Core::Load(const LoadParams & p, std::string & error) {
     llama_context * ctx = core->ctx_;
 
     info.causal = plan.causal;
-    info.pooling = (int) llama_pooling_type(ctx);
+    info.lastTokenOnly = last_token_only;
+    info.pooling = last_token_only ? (int) LLAMA_POOLING_TYPE_LAST : (int) llama_pooling_type(ctx);
     info.kvUnified = plan.params.kv_unified;
     info.nCtx = llama_n_ctx(ctx);
     info.nCtxSeq = llama_n_ctx_seq(ctx);
@@ -335,6 +352,32 @@ std::shared_ptr<Core> Core::Load(const LoadParams & p, std::string & error) {
 
     register_core(core);
     return core;
+}
+
+bool Core::ProbeLastTokenOutput() {
+    const llama_token t = info_.bos >= 0 ? info_.bos : 0;
+    llama_batch b = llama_batch_init(2, 0, 1);
+    for (int32_t k = 0; k < 2; ++k) {
+        b.token[k] = t;
+        b.pos[k] = k;
+        b.n_seq_id[k] = 1;
+        b.seq_id[k][0] = 0;
+        b.logits[k] = k == 1;
+    }
+    b.n_tokens = 2;
+    llama_memory_clear(llama_get_memory(ctx_), false);
+    int rc;
+    BeginErrorCapture();
+    try {
+        rc = llama_decode(ctx_, b);
+    } catch (const std::exception &) {
+        rc = -1000;
+    }
+    EndErrorCapture();
+    const bool ok = rc == 0 && llama_get_embeddings_ith(ctx_, 1) != nullptr;
+    llama_memory_clear(llama_get_memory(ctx_), false);
+    llama_batch_free(b);
+    return ok;
 }
 
 Core::~Core() {
@@ -439,6 +482,7 @@ bool Core::Embed(const std::vector<int32_t> & tokens, const std::vector<uint32_t
     const int32_t dims = info_.outputDims;
     const int32_t n_embd = info_.nEmbd;
     const bool own_pooling = info_.pooling == LLAMA_POOLING_TYPE_NONE;
+    const bool last_only = info_.lastTokenOnly;
     out.assign(n * (size_t) dims, 0.0f);
 
     std::vector<size_t> offsets(n + 1, 0);
@@ -469,7 +513,7 @@ bool Core::Embed(const std::vector<int32_t> & tokens, const std::vector<uint32_t
                 b.pos[k] = (llama_pos) p;
                 b.n_seq_id[k] = 1;
                 b.seq_id[k][0] = sid;
-                b.logits[k] = 1;
+                b.logits[k] = !last_only || p + 1 == lengths[s];
             }
         }
 
@@ -494,7 +538,16 @@ bool Core::Embed(const std::vector<int32_t> & tokens, const std::vector<uint32_t
         for (size_t s = i; s < j; ++s) {
             float * dst = out.data() + s * (size_t) dims;
             const llama_seq_id sid = (llama_seq_id) (s - i);
-            if (own_pooling) {
+            if (last_only) {
+                // Batch index of this sequence's last token, the only output it has.
+                row += (int32_t) lengths[s];
+                const float * e = llama_get_embeddings_ith(ctx_, row - 1);
+                if (e == nullptr) {
+                    error = "no last-token embedding for sequence " + std::to_string(s);
+                    return false;
+                }
+                std::memcpy(dst, e, sizeof(float) * (size_t) n_embd);
+            } else if (own_pooling) {
                 // Mean of the per-token outputs.
                 const uint32_t len = lengths[s];
                 for (uint32_t p = 0; p < len; ++p, ++row) {

@@ -42,6 +42,7 @@ struct ModelInfo {
     bool hasDecoder = true;
     bool hasMemory = true;     // KV cache exists (false for BERT-like encoders)
     bool kvUnified = false;
+    bool lastTokenOnly = false;  // last-token pooling done here from the one output per sequence
     uint32_t nClsOut = 0;
     // special tokens (-1 = none)
     int32_t bos = -1, eos = -1, sep = -1, eot = -1, pad = -1;
@@ -90,6 +91,9 @@ public:
 
 private:
     Core() = default;
+
+    /** True when the context outputs only flagged tokens (needs the patched llama-context.cpp). */
+    bool ProbeLastTokenOutput();
 
     mutable std::shared_mutex life_;  // shared: using model/ctx; exclusive: Free()
     llama_model * model_ = nullptr;

@@ -46,6 +46,8 @@ export interface NativeModelInfo {
     hasMemory: boolean;
     /** One KV stream shared by all sequences (true) or one per sequence (false). */
     kvUnified: boolean;
+    /** Last-token pooling done by the addon from one output per sequence (skips the LM head on other tokens). */
+    lastTokenOnly: boolean;
     nClsOut: number;
     /** Special token ids, -1 when the vocabulary has none. */
     bos: number;

@@ -128,7 +128,8 @@ export class NativeEngine implements Engine {
                 details:
                     `llama.cpp static build; devices: ${n.devices}; ` +
                     `n_seq_max=${n.nSeqMax} n_batch=${n.nBatch} n_ubatch=${n.nUbatch} ` +
-                    `${n.hasMemory ? `n_ctx=${n.nCtx} kv=${n.kvUnified ? "unified" : "per-sequence"}` : "kv=none"}; ` +
+                    `${n.hasMemory ? `n_ctx=${n.nCtx} kv=${n.kvUnified ? "unified" : "per-sequence"}` : "kv=none"}` +
+                    `${n.lastTokenOnly ? " outputs=last-token" : ""}; ` +
                     addon.systemInfo().replace(/[\s|]+$/, ""),
             };
             return new NativeEngine(model, info, backend, specialTokensOf(model), n);

@@ -101,6 +101,9 @@ for (const c of CASES) {
             assert.equal(engine.maxBatchTokens, 2048);
             assert.deepEqual(engine.specialTokens, { prefix: c.prefix, suffix: c.suffix });
             assert.equal(engine.nativeInfo.kvUnified, !c.causal);
+            // The addon's patched llama-context.cpp lets a last-token model skip the LM head on
+            // every other token; losing the patch (a llama.cpp update) must not go unnoticed.
+            assert.equal(engine.nativeInfo.lastTokenOnly, c.pooling === "last");
         });
 
         it("tokenizes with and without special tokens", async () => {
