@@ -12,8 +12,8 @@
  */
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { readGgufFileInfo } from "node-llama-cpp";
 import { NativeEngine } from "../src/engine/nativeEngine.js";
+import { blockMacsPerToken } from "../src/engine/replicaPlan.js";
 import { buildDecodeLoop } from "../scripts/build-native.mjs";
 import { ensureTestModel, type TestModelPreset } from "../test/fixtures/testModels.js";
 import { parseArgs } from "./lib.js";
@@ -25,17 +25,6 @@ const sizes = args.sizes!.split(",").map(Number);
 const seconds = Number(args.seconds);
 const rounds = Number(args.rounds);
 const modelPath = existsSync(args.model!) ? args.model! : await ensureTestModel(args.model as TestModelPreset);
-
-/** Multiply-accumulates per token in the blocks' weight matrices. */
-async function blockMacsPerToken(path: string): Promise<number> {
-    const info = await readGgufFileInfo(path, { logWarnings: false });
-    let macs = 0;
-    for (const t of info.fullTensorInfo ?? []) {
-        if (!t.name.startsWith("blk.") || t.dimensions.length !== 2) continue;
-        macs += Number(t.dimensions[0]) * Number(t.dimensions[1]);
-    }
-    return macs;
-}
 
 const loopExe = await buildDecodeLoop();
 const engine = await NativeEngine.create({ modelPath, threads, maxSequences: Math.max(...sizes), batchSize: Math.max(...sizes) * tokens });

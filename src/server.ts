@@ -7,6 +7,7 @@ import { RedisVectorStore } from "./cache/redisVectorStore.js";
 import type { Config, ModelConfig } from "./config/schema.js";
 import { EmbedService } from "./core/embedService.js";
 import { createEngine } from "./engine/createEngine.js";
+import { chooseReplicas } from "./engine/replicaPlan.js";
 import type { Engine } from "./engine/engine.js";
 import { buildApp } from "./http/app.js";
 import type { Lifecycle } from "./http/routes/system.js";
@@ -77,13 +78,29 @@ function resolveOnce(model: ModelConfig, logger?: Logger): Promise<string> {
     return path;
 }
 
+/** `replicas: auto` resolved once per config object, and explained once in the log. */
+const resolvedReplicas = new WeakMap<ModelConfig, Promise<number>>();
+function replicasOnce(model: ModelConfig, logger?: Logger): Promise<number> {
+    let replicas = resolvedReplicas.get(model);
+    if (!replicas) {
+        replicas = resolveOnce(model, logger).then(async (modelPath) => {
+            const decision = await chooseReplicas({ configured: model.replicas, engine: model.engine, threads: model.threads, gpuLayers: model.gpuLayers, modelPath });
+            if (decision.reason) logger?.info(`model ${model.id ?? model.path}: ${decision.replicas} engine ${decision.replicas === 1 ? "copy" : "copies"} (replicas auto: ${decision.reason})`);
+            return decision.replicas;
+        });
+        resolvedReplicas.set(model, replicas);
+        replicas.catch(() => resolvedReplicas.delete(model));
+    }
+    return replicas;
+}
+
 /** Reads the GGUF header and sizes weights plus KV cache for the model's configuration. */
 export function defaultMemoryEstimator(logger?: Logger): MemoryEstimator {
     return async (model: ModelConfig): Promise<number> => {
         const path = await resolveOnce(model, logger);
         const gpuLayers = model.gpuLayers === "max" || model.gpuLayers === "auto" ? 1_000_000 : model.gpuLayers;
         const estimate = await estimateModelMemory(path, { contextSize: model.contextSize, batchSize: model.batchSize, sequences: model.maxSequences, gpuLayers });
-        return estimate.totalBytes * model.replicas;
+        return estimate.totalBytes * (await replicasOnce(model, logger));
     };
 }
 
@@ -93,7 +110,7 @@ export function defaultEngineLoader(logger: Logger): EngineLoader {
         const engine = await createEngine({
             modelPath,
             engine: model.engine,
-            replicas: model.replicas,
+            replicas: await replicasOnce(model, logger),
             contextSize: model.contextSize,
             batchSize: model.batchSize,
             ubatchSize: model.ubatchSize,

@@ -38,9 +38,10 @@ export const modelConfigSchema = z
         maxSequences: z.number().int().min(1).max(256).default(16),
         /**
          * Engine copies decoding batches in parallel, each with `threads` threads and its own copy of
-         * the weights. On a few CPU cores, 2 copies x 1 thread beat 1 x 2 threads; on a GPU keep 1.
+         * the weights. On a few CPU cores, 2 copies x 1 thread beat 1 x 2 threads for small models;
+         * "auto" runs 2 for a small model on the native CPU engine when threads is unset, else 1.
          */
-        replicas: z.number().int().min(1).max(64).default(1),
+        replicas: z.union([z.number().int().min(1).max(64), z.enum(["auto"])]).default("auto"),
         /** CPU threads per engine copy. Default: the physical cores divided by replicas. */
         threads: z.number().int().min(1).max(1024).optional(),
         /** GPU layers: a count, "auto" (as many as fit) or "max". */
