@@ -1,11 +1,13 @@
 /**
- * npm run bench -- [--model bert-small-bench|qwen3-0.6b-bench|file.gguf] [--threads 2] [--replicas 1] [--rounds 2] [--skip-nlc]
+ * npm run bench -- [--model bert-small-bench|qwen3-0.6b-bench|file.gguf] [--threads 2] [--replicas auto|N]
+ *                  [--rounds 2] [--seconds 6] [--skip-nlc]
  *
  * Throughput and latency of this server (native engine), llama.cpp's own llama-server built from
- * the same source with the same flags, and this server on the node-llama-cpp engine, on the same
- * GGUF with the same threads. Servers take turns on identical but never-repeated inputs, so no
- * cache can serve them, in three workloads: client batches of 32 at concurrency 4, single texts
- * at concurrency 16, single texts at concurrency 1.
+ * the same source with the same flags, and this server on the node-llama-cpp engine (its pool of
+ * contexts, and a single LlamaEmbeddingContext as node-llama-cpp offers it), on the same GGUF with
+ * the same threads. Servers take turns on identical but never-repeated inputs, so no cache can
+ * serve them, in three workloads: client batches of 32 at concurrency 4, single texts at
+ * concurrency 16, single texts at concurrency 1.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -13,7 +15,7 @@ import { join } from "node:path";
 import { ensureTestModel, type TestModelPreset } from "../test/fixtures/testModels.js";
 import { freePort, freshText, parseArgs, percentile, startServer, waitHealthy } from "./lib.js";
 
-const args = parseArgs({ model: "bert-small-bench", threads: "2", rounds: "2", seconds: "6", replicas: "1" });
+const args = parseArgs({ model: "bert-small-bench", threads: "2", rounds: "2", seconds: "6", replicas: "auto" });
 const threads = Number(args.threads);
 const rounds = Number(args.rounds);
 const secondsPerTurn = Number(args.seconds);
@@ -37,11 +39,32 @@ async function postEmbeddings(url: string, texts: string[]) {
     if (res.status !== 200 || body.data?.length !== texts.length) throw new Error(`HTTP ${res.status}: ${JSON.stringify(body).slice(0, 200)}`);
 }
 
-/** With --replicas R the native server runs R engine copies of threads/R threads each: the same cores. */
-const replicas = Number(args.replicas);
-async function ourServer(name: string, engine: "native" | "node-llama-cpp"): Promise<Peer> {
-    const split = engine === "native" && replicas > 1 ? ["--model.replicas", String(replicas), "--model.threads", String(Math.max(1, threads / replicas))] : ["--model.threads", String(threads)];
-    const s = await startServer(["--model", modelPath, ...split, "--model.engine", engine, "--model.max-sequences", "16"]);
+/**
+ * The native server runs with the default `replicas: auto` unless --replicas N is given, in which
+ * case it gets N copies of threads/N threads each: the same cores either way.
+ */
+async function nativeServer(): Promise<Peer> {
+    const fixed = args.replicas !== "auto";
+    const n = fixed ? Number(args.replicas) : 0;
+    const s = await startServer([
+        "--model", modelPath, "--model.engine", "native", "--model.max-sequences", "16",
+        ...(fixed ? ["--model.replicas", String(n), "--model.threads", String(Math.max(1, threads / n))] : []),
+    ]);
+    const info = (await (await fetch(`${s.url}/info`)).json()) as { models: { backend: { threads: number; details?: string } }[] };
+    const backend = info.models[0]!.backend;
+    if (backend.threads !== threads) {
+        await s.stop();
+        throw new Error(`the native server uses ${backend.threads} threads in all, not --threads ${threads}; pass --replicas N to split them explicitly`);
+    }
+    const copies = /^(\d+) replicas x (\d+)/.exec(backend.details ?? "");
+    const name = copies ? `embedding-server (native, ${copies[1]}x${copies[2]} threads)` : `embedding-server (native, 1x${threads} threads)`;
+    return { name, url: s.url, stop: s.stop, send: (texts) => postEmbeddings(s.url, texts) };
+}
+
+/** node-llama-cpp: this server's pool of contexts, or (maxSequences 1) one LlamaEmbeddingContext with every thread. */
+async function nodeLlamaCppServer(singleContext: boolean): Promise<Peer> {
+    const s = await startServer(["--model", modelPath, "--model.engine", "node-llama-cpp", "--model.threads", String(threads), "--model.max-sequences", singleContext ? "1" : "16"]);
+    const name = singleContext ? "embedding-server (node-llama-cpp, 1 context)" : "embedding-server (node-llama-cpp)";
     return { name, url: s.url, stop: s.stop, send: (texts) => postEmbeddings(s.url, texts) };
 }
 
@@ -97,9 +120,8 @@ async function turn(peer: Peer, w: Workload) {
     return { embeddings, seconds: (performance.now() - started) / 1000, latencies };
 }
 
-const nativeName = replicas > 1 ? `embedding-server (native, ${replicas}x${Math.max(1, threads / replicas)} threads)` : "embedding-server (native)";
-const peers: Peer[] = [await ourServer(nativeName, "native"), await llamaServer()];
-if (!args["skip-nlc"]) peers.push(await ourServer("embedding-server (node-llama-cpp)", "node-llama-cpp"));
+const peers: Peer[] = [await nativeServer(), await llamaServer()];
+if (!args["skip-nlc"]) peers.push(await nodeLlamaCppServer(false), await nodeLlamaCppServer(true));
 console.log(`model ${modelPath}\nthreads ${threads}, ${rounds} rounds of ${secondsPerTurn} s per server and workload, servers alternating\n`);
 
 const results = new Map<string, { embeddings: number; seconds: number; latencies: number[] }>();
@@ -127,16 +149,16 @@ const rate = (w: Workload, p: Peer) => {
     const r = results.get(`${w.name}|${p.name}`)!;
     return r.embeddings / r.seconds;
 };
-console.log("| workload | server | embeddings/s | p50 ms | p99 ms | vs llama-server | vs node-llama-cpp |");
-console.log("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
+console.log("| workload | server | embeddings/s | p50 ms | p99 ms | vs llama-server | vs node-llama-cpp | vs node-llama-cpp, 1 context |");
+console.log("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
 for (const w of WORKLOADS) {
     for (const p of peers) {
         const r = results.get(`${w.name}|${p.name}`)!;
         const sorted = r.latencies.sort((a, b) => a - b);
         const vsLlama = rate(w, p) / rate(w, peers[1]!);
-        const vsNlc = peers[2] ? rate(w, p) / rate(w, peers[2]) : NaN;
+        const vs = (peer?: Peer) => (peer ? `${(rate(w, p) / rate(w, peer)).toFixed(2)}x` : "-");
         console.log(
-            `| ${w.name} | ${p.name} | ${rate(w, p).toFixed(1)} | ${percentile(sorted, 50).toFixed(1)} | ${percentile(sorted, 99).toFixed(1)} | ${vsLlama.toFixed(2)}x | ${Number.isNaN(vsNlc) ? "-" : `${vsNlc.toFixed(2)}x`} |`,
+            `| ${w.name} | ${p.name} | ${rate(w, p).toFixed(1)} | ${percentile(sorted, 50).toFixed(1)} | ${percentile(sorted, 99).toFixed(1)} | ${vsLlama.toFixed(2)}x | ${vs(peers[2])} | ${vs(peers[3])} |`,
         );
     }
 }

@@ -490,6 +490,13 @@ static Napi::Value LoadModel(const Napi::CallbackInfo & info) {
         p.batchSize = int_option(o, "batchSize", p.batchSize);
         p.ubatchSize = int_option(o, "ubatchSize", p.ubatchSize);
         p.maxSequences = int_option(o, "maxSequences", p.maxSequences);
+        if (o.Has("lastTokenOutputs")) {
+            Napi::Value v = o.Get("lastTokenOutputs");
+            if (!v.IsUndefined() && !v.IsNull()) {
+                if (!v.IsBoolean()) throw Napi::TypeError::New(env, "options.lastTokenOutputs must be a boolean");
+                p.lastTokenOutputs = v.As<Napi::Boolean>().Value();
+            }
+        }
         if (o.Has("pooling")) {
             Napi::Value v = o.Get("pooling");
             if (!v.IsUndefined() && !v.IsNull()) p.pooling = pooling_from_value(v);

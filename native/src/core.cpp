@@ -250,7 +250,7 @@ std::shared_ptr<Core> Core::Load(const LoadParams & p, std::string & error) {
     // of every token. That needs the addon's patched llama-context.cpp (see
     // scripts/build-native.mjs); a probe decode below falls back to llama.cpp's own pooling
     // when the library insists on outputting every token.
-    bool last_token_only = pooling == LLAMA_POOLING_TYPE_LAST && causal_meta;
+    bool last_token_only = p.lastTokenOutputs && pooling == LLAMA_POOLING_TYPE_LAST && causal_meta;
     auto context_pooling = [&](int logical) { return last_token_only ? (int) LLAMA_POOLING_TYPE_NONE : logical; };
     LoadParams cparams_in = p;
     cparams_in.pooling = context_pooling(pooling);

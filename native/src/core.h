@@ -20,6 +20,7 @@ struct LoadParams {
     int ubatchSize = 0;   // <=0: = batchSize
     int maxSequences = 8;
     int pooling = -1;     // llama_pooling_type; -1: from the GGUF
+    bool lastTokenOutputs = true;  // false: let llama.cpp pool last-token models (every token an output)
 };
 
 struct ModelInfo {

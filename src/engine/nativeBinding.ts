@@ -88,6 +88,8 @@ export interface NativeLoadOptions {
     ubatchSize?: number;
     maxSequences?: number;
     pooling?: "none" | "mean" | "cls" | "last" | "rank";
+    /** Default true. False lets llama.cpp pool last-token models itself (for comparisons). */
+    lastTokenOutputs?: boolean;
 }
 
 export interface NativeModel {

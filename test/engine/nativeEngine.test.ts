@@ -216,6 +216,27 @@ describe("NativeEngine lifecycle", { skip }, () => {
         }
     });
 
+    it("pools a last-token model from one output per sequence exactly as llama.cpp's own last pooling", async () => {
+        const modelPath = await ensureTestModel("qwen3-tiny");
+        const fast = await binding.addon!.loadModel(modelPath);
+        const pooled = await binding.addon!.loadModel(modelPath, { lastTokenOutputs: false });
+        try {
+            assert.equal(fast.info.lastTokenOnly, true);
+            assert.equal(pooled.info.lastTokenOnly, false);
+            assert.equal(fast.info.pooling, "last");
+            assert.equal(pooled.info.pooling, "last");
+            // mixed lengths, more sequences than one decode takes
+            const seqs = TEXTS.map((x) => fast.tokenize(x, true, false));
+            const dims = fast.info.outputDims;
+            const [a, b] = await Promise.all([fast.embed(seqs), pooled.embed(seqs)]);
+            for (let i = 0; i < seqs.length; i++) {
+                assertClose(a.subarray(i * dims, (i + 1) * dims), b.subarray(i * dims, (i + 1) * dims), 0.99999, `sequence ${i}`);
+            }
+        } finally {
+            await Promise.all([fast.dispose(), pooled.dispose()]);
+        }
+    });
+
     it("honours batch options", async () => {
         const engine = await NativeEngine.create({ modelPath: await ensureTestModel("qwen3-tiny"), batchSize: 256, maxSequences: 3, contextSize: 128 });
         try {
