@@ -60,6 +60,10 @@ int main(int argc, char ** argv) {
     cp.n_ctx = (uint32_t) (max_seqs * len);
     cp.no_perf = true;
     if (last_only) cp.pooling_type = LLAMA_POOLING_TYPE_NONE;
+    // LOOP_FLASH_ATTN=0|1 forces flash attention off/on (default: llama.cpp's auto), for experiments.
+    if (const char * fa = std::getenv("LOOP_FLASH_ATTN")) {
+        cp.flash_attn_type = std::atoi(fa) ? LLAMA_FLASH_ATTN_TYPE_ENABLED : LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    }
     llama_context * ctx = llama_init_from_model(model, cp);
     if (!ctx) {
         std::fprintf(stderr, "failed to create the context\n");
