@@ -92,7 +92,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.le
 const gflops = (perSecond: number) => (perSecond * tokens * macs * 2) / 1e9;
 console.log(`\nmodel ${modelPath}`);
 console.log(`${engine.info.architecture}, ${threads} threads, ${tokens} tokens per sequence, outputs read: ${mode}, ${(macs / 1e6).toFixed(1)} M block MACs per token, median of ${rounds} rounds of ${seconds} s\n`);
-console.log("| sequences per decode | engine emb/s | engine GFLOP/s | C++ loop emb/s | C++ loop GFLOP/s | engine / loop |");
+console.log("| sequences per call | engine emb/s | engine GFLOP/s | C++ loop emb/s | C++ loop GFLOP/s | engine / loop |");
 console.log("| ---: | ---: | ---: | ---: | ---: | ---: |");
 let bestEngine = 0;
 let bestLoop = 0;

@@ -110,6 +110,7 @@ static Napi::Object info_object(Napi::Env env, const ModelInfo & i) {
     o.Set("nSeqMax", i.nSeqMax);
     o.Set("maxSequenceTokens", i.maxSequenceTokens);
     o.Set("maxBatchTokens", i.maxBatchTokens);
+    o.Set("packTokens", i.packTokens);
     o.Set("threads", i.threads);
     o.Set("gpuLayers", i.gpuLayers);
     o.Set("gpu", i.gpu);

@@ -55,7 +55,8 @@ struct ModelInfo {
     uint32_t nUbatch = 0;
     uint32_t nSeqMax = 0;
     uint32_t maxSequenceTokens = 0;  // longest sequence Embed accepts
-    uint32_t maxBatchTokens = 0;     // most tokens packed into one decode
+    uint32_t maxBatchTokens = 0;     // most tokens one decode can take
+    uint32_t packTokens = 0;         // most tokens Embed packs into one decode (a longer lone sequence still goes alone)
     int32_t threads = 0;
     int32_t gpuLayers = 0;           // layers actually offloaded
     std::string gpu;                 // "metal" | "cuda" | "vulkan" | "cpu" | other lowercase backend name

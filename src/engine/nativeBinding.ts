@@ -68,6 +68,8 @@ export interface NativeModelInfo {
     maxSequenceTokens: number;
     /** Most tokens packed into one llama_decode. */
     maxBatchTokens: number;
+    /** Most tokens embed() packs into one decode; fewer than maxBatchTokens for an encoder on the CPU. */
+    packTokens: number;
     threads: number;
     /** Layers actually offloaded (0 on CPU). */
     gpuLayers: number;

@@ -84,8 +84,9 @@ export class NativeEngine implements Engine {
         /** The addon's own description of the loaded model and context. */
         readonly nativeInfo: NativeModelInfo,
     ) {
-        // One embed() call = one llama_decode: the batcher's batches map 1:1 onto decodes.
-        this.maxBatchTokens = nativeInfo.maxBatchTokens;
+        // One embed() call = one llama_decode: the batcher's batches map 1:1 onto decodes (a lone
+        // sequence longer than packTokens still goes in one).
+        this.maxBatchTokens = nativeInfo.packTokens;
         this.maxBatchSequences = nativeInfo.nSeqMax;
     }
 

@@ -98,7 +98,9 @@ for (const c of CASES) {
             assert.ok(["metal", "cuda", "vulkan", "cpu"].includes(engine.backend.gpu));
             assert.ok(engine.backend.threads >= 1);
             assert.equal(engine.maxBatchSequences, 8);
-            assert.equal(engine.maxBatchTokens, 2048);
+            // an encoder on the CPU packs at most 512 tokens per decode (attention spans the whole batch)
+            assert.equal(engine.maxBatchTokens, !c.causal && engine.backend.gpu === "cpu" ? 512 : 2048);
+            assert.equal(engine.nativeInfo.maxBatchTokens, 2048);
             assert.deepEqual(engine.specialTokens, { prefix: c.prefix, suffix: c.suffix });
             assert.equal(engine.nativeInfo.kvUnified, !c.causal);
             // The addon's patched llama-context.cpp lets a last-token model skip the LM head on
@@ -234,6 +236,24 @@ describe("NativeEngine lifecycle", { skip }, () => {
             }
         } finally {
             await Promise.all([fast.dispose(), pooled.dispose()]);
+        }
+    });
+
+    it("splits an encoder batch beyond its packing limit into several decodes with the same vectors", async () => {
+        const engine = await NativeEngine.create({ modelPath: await ensureTestModel("bert-tiny"), maxSequences: 64 });
+        try {
+            const long = "lorem ipsum dolor sit amet consectetur ".repeat(30);
+            // one sequence near the packing limit, then many short ones: > 1,500 tokens in all
+            const seqs = [await engine.tokenize(long, true), ...(await Promise.all(TEXTS.concat(TEXTS, TEXTS).map((x) => engine.tokenize(`${x} ${x}`, true))))];
+            assert.ok(seqs[0]!.length > engine.maxBatchTokens / 2 && seqs[0]!.length <= engine.maxBatchTokens, `long input has ${seqs[0]!.length} tokens`);
+            assert.ok(seqs.reduce((n, q) => n + q.length, 0) > 3 * engine.maxBatchTokens);
+            const together = await engine.embed(seqs);
+            for (let i = 0; i < seqs.length; i++) {
+                const [alone] = await engine.embed([seqs[i]!]);
+                assertClose(together[i]!, alone!, 0.9999, `sequence ${i}`);
+            }
+        } finally {
+            await engine.dispose();
         }
     });
 
