@@ -37,6 +37,15 @@ const TEXTS = [
 ];
 
 
+/** One embed() call over `seqs` gives each sequence the vector it gets alone. */
+async function assertBatchMatchesSingles(engine: NativeEngine, seqs: Uint32Array[]) {
+    const together = await engine.embed(seqs);
+    for (let i = 0; i < seqs.length; i++) {
+        const [alone] = await engine.embed([seqs[i]!]);
+        assertClose(together[i]!, alone!, 0.9999, `sequence ${i}`);
+    }
+}
+
 function assertClose(a: ArrayLike<number>, b: ArrayLike<number>, min: number, what: string) {
     assert.equal(a.length, b.length, `${what}: length`);
     const c = cosine(a, b);
@@ -247,11 +256,7 @@ describe("NativeEngine lifecycle", { skip }, () => {
             const seqs = [await engine.tokenize(long, true), ...(await Promise.all(TEXTS.concat(TEXTS, TEXTS).map((x) => engine.tokenize(`${x} ${x}`, true))))];
             assert.ok(seqs[0]!.length > engine.maxBatchTokens / 2 && seqs[0]!.length <= engine.maxBatchTokens, `long input has ${seqs[0]!.length} tokens`);
             assert.ok(seqs.reduce((n, q) => n + q.length, 0) > 3 * engine.maxBatchTokens);
-            const together = await engine.embed(seqs);
-            for (let i = 0; i < seqs.length; i++) {
-                const [alone] = await engine.embed([seqs[i]!]);
-                assertClose(together[i]!, alone!, 0.9999, `sequence ${i}`);
-            }
+            await assertBatchMatchesSingles(engine, seqs);
         } finally {
             await engine.dispose();
         }
@@ -265,11 +270,7 @@ describe("NativeEngine lifecycle", { skip }, () => {
             assert.equal(engine.info.contextLength, 128);
             const seqs = (await Promise.all(TEXTS.map((x) => engine.tokenize(x, true)))).filter((s) => s.length <= 128);
             assert.ok(seqs.length >= 10);
-            const together = await engine.embed(seqs);
-            for (let i = 0; i < seqs.length; i++) {
-                const [alone] = await engine.embed([seqs[i]!]);
-                assertClose(together[i]!, alone!, 0.9999, `sequence ${i}`);
-            }
+            await assertBatchMatchesSingles(engine, seqs);
         } finally {
             await engine.dispose();
         }
