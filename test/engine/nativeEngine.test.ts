@@ -231,7 +231,11 @@ describe("NativeEngine lifecycle", { skip }, () => {
         const modelPath = await ensureTestModel("qwen3-tiny");
         const fast = await binding.addon!.loadModel(modelPath);
         const pooled = await binding.addon!.loadModel(modelPath, { lastTokenOutputs: false });
+        // micro-batches of 16 tokens: sequences span several, their outputs land in later ones
+        const split = await binding.addon!.loadModel(modelPath, { ubatchSize: 16 });
         try {
+            assert.equal(split.info.lastTokenOnly, true);
+            assert.equal(split.info.nUbatch, 16);
             assert.equal(fast.info.lastTokenOnly, true);
             assert.equal(pooled.info.lastTokenOnly, false);
             assert.equal(fast.info.pooling, "last");
@@ -239,12 +243,15 @@ describe("NativeEngine lifecycle", { skip }, () => {
             // mixed lengths, more sequences than one decode takes
             const seqs = TEXTS.map((x) => fast.tokenize(x, true, false));
             const dims = fast.info.outputDims;
-            const [a, b] = await Promise.all([fast.embed(seqs), pooled.embed(seqs)]);
+            assert.ok(seqs.some((q) => q.length > 16));
+            const [a, b, c2] = await Promise.all([fast.embed(seqs), pooled.embed(seqs), split.embed(seqs)]);
             for (let i = 0; i < seqs.length; i++) {
-                assertClose(a.subarray(i * dims, (i + 1) * dims), b.subarray(i * dims, (i + 1) * dims), 0.99999, `sequence ${i}`);
+                const row = (v: Float32Array) => v.subarray(i * dims, (i + 1) * dims);
+                assertClose(row(a), row(b), 0.99999, `sequence ${i}`);
+                assertClose(row(c2), row(b), 0.99999, `sequence ${i}, 16-token micro-batches`);
             }
         } finally {
-            await Promise.all([fast.dispose(), pooled.dispose()]);
+            await Promise.all([fast.dispose(), pooled.dispose(), split.dispose()]);
         }
     });
 
