@@ -68,6 +68,9 @@ async function main(): Promise<number> {
         const args = [
             "-m", modelPath, "-p", texts.join(sep), "--embd-separator", sep, "--embd-normalize", "-1",
             "--embd-output-format", "array", "-t", String(threads), "-c", "8192", "-b", "8192", "-ub", "8192", "--no-warmup",
+            // One KV stream per input, as this engine runs decoders: with -np 1 llama-embedding packs
+            // every input into one unified cache, whose flash-attention path drifts by ~3e-4 on a 28-layer model.
+            "-np", String(Math.min(texts.length, 64)),
         ];
         // llama-embedding prints through llama.cpp's asynchronous logger, which is leaked at exit
         // and can lose the tail of the output on a busy machine: retry until the array is whole.

@@ -326,11 +326,12 @@ describe("NativeEngine parity with llama-embedding", { skip }, () => {
             const engine = await NativeEngine.create({ modelPath });
             try {
                 const texts = TEXTS.slice(0, 8);
-                const args = ["-m", modelPath, "-p", texts.join("\n"), "--embd-normalize", "-1", "--embd-output-format", "array", "-t", "2", "-c", "2048", "-b", "2048", "-ub", "2048", "--no-warmup"];
+                const args = ["-m", modelPath, "-p", texts.join("\n"), "--embd-normalize", "-1", "--embd-output-format", "array", "-t", "2", "-c", "2048", "-b", "2048", "-ub", "2048", "--no-warmup", "-np", "8"];
                 const theirs = await runLlamaEmbedding(bin, args, texts.length);
                 // llama-embedding tokenizes with parse_special; plain texts tokenize the same
                 const ours = await engine.embed(await Promise.all(texts.map((x) => engine.tokenize(x, true))));
-                for (let i = 0; i < texts.length; i++) assertClose(ours[i]!, theirs[i]!, 0.9999, `text ${i}`);
+                // measured 1.000000 with one KV stream per input on both sides; the issue asks for 0.9999
+                for (let i = 0; i < texts.length; i++) assertClose(ours[i]!, theirs[i]!, 0.99999, `text ${i}`);
             } finally {
                 await engine.dispose();
             }
