@@ -70,5 +70,12 @@ export async function chooseReplicas(options: Omit<ReplicaInputs, "macsPerToken"
         gpu: binding?.devices().some((d) => d.type === "gpu" || d.type === "igpu") ?? false,
     };
     const cores = binding?.physicalCores() ?? availableParallelism();
-    return decideReplicas({ ...options, native, cores, macsPerToken: await blockMacsPerToken(options.modelPath) });
+    let macsPerToken: number;
+    try {
+        macsPerToken = await blockMacsPerToken(options.modelPath);
+    } catch {
+        // The engine's own load reports what is wrong with the file, in its words.
+        return { replicas: 1, reason: "the GGUF's tensors could not be read" };
+    }
+    return decideReplicas({ ...options, native, cores, macsPerToken });
 }

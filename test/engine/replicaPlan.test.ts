@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { blockMacsPerToken, decideReplicas, SMALL_MODEL_MACS_PER_TOKEN, type ReplicaInputs } from "../../src/engine/replicaPlan.js";
+import { blockMacsPerToken, chooseReplicas, decideReplicas, SMALL_MODEL_MACS_PER_TOKEN, type ReplicaInputs } from "../../src/engine/replicaPlan.js";
 import { ensureTestModel } from "../fixtures/testModels.js";
 
 const smallCpu: ReplicaInputs = {
@@ -47,5 +47,17 @@ describe("replicas: auto", () => {
     it("never overrides a configured number", () => {
         assert.deepEqual(decideReplicas({ ...smallCpu, configured: 1 }), { replicas: 1, reason: "" });
         assert.deepEqual(decideReplicas({ ...smallCpu, configured: 3, macsPerToken: 1e12 }), { replicas: 3, reason: "" });
+    });
+});
+
+describe("chooseReplicas", () => {
+    it("leaves an unreadable file to the engine's own error", async () => {
+        const d = await chooseReplicas({ configured: "auto", engine: "auto", gpuLayers: "auto", modelPath: new URL(import.meta.url).pathname });
+        assert.equal(d.replicas, 1);
+        assert.match(d.reason, /could not be read/);
+    });
+
+    it("does not read the file when the number is configured", async () => {
+        assert.deepEqual(await chooseReplicas({ configured: 2, engine: "auto", gpuLayers: "auto", modelPath: "/nonexistent.gguf" }), { replicas: 2, reason: "" });
     });
 });

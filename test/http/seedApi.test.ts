@@ -107,6 +107,10 @@ for (const preset of ["bert-tiny", "qwen3-tiny"] as const) {
             assert.ok(["cpu", "metal", "cuda", "vulkan"].includes(m.backend.gpu));
             assert.ok(m.backend.threads >= 1);
             assert.ok(["native", "node-llama-cpp"].includes(m.backend.engine));
+            // replicas: auto gives a model this small two engine copies on the native CPU engine
+            if (m.backend.engine === "native" && m.backend.gpu === "cpu" && m.backend.threads >= 2) {
+                assert.match(m.backend.details, /^2 replicas x \d+ thread/);
+            }
         });
 
         it("GET /health is 200 once loaded", async () => {
