@@ -63,36 +63,33 @@ export async function resolveModelPath(model: ModelConfig, logger?: Logger): Pro
 }
 
 /**
- * The memory estimate and the load both need the local file; one resolution per config object
- * (a hot swap brings a new one) saves a second hub round trip at start-up.
+ * Runs `fn` once per config object (a hot swap brings a new one) and shares the promise: the
+ * memory estimate and the load both need the model's local file and its replica count, and
+ * resolving twice would mean a second hub round trip and a second log line. A failure is not
+ * remembered, so the next load attempt (a lazy model's next request) retries.
  */
-const resolvedPaths = new WeakMap<ModelConfig, Promise<string>>();
-function resolveOnce(model: ModelConfig, logger?: Logger): Promise<string> {
-    let path = resolvedPaths.get(model);
-    if (!path) {
-        path = resolveModelPath(model, logger);
-        resolvedPaths.set(model, path);
-        // A failure is not remembered: the next load attempt (a lazy model's next request) retries.
-        path.catch(() => resolvedPaths.delete(model));
-    }
-    return path;
+function oncePerConfig<T>(fn: (model: ModelConfig, logger?: Logger) => Promise<T>): (model: ModelConfig, logger?: Logger) => Promise<T> {
+    const results = new WeakMap<ModelConfig, Promise<T>>();
+    return (model, logger) => {
+        let result = results.get(model);
+        if (!result) {
+            result = fn(model, logger);
+            results.set(model, result);
+            result.catch(() => results.delete(model));
+        }
+        return result;
+    };
 }
 
-/** `replicas: auto` resolved once per config object, and explained once in the log. */
-const resolvedReplicas = new WeakMap<ModelConfig, Promise<number>>();
-function replicasOnce(model: ModelConfig, logger?: Logger): Promise<number> {
-    let replicas = resolvedReplicas.get(model);
-    if (!replicas) {
-        replicas = resolveOnce(model, logger).then(async (modelPath) => {
-            const decision = await chooseReplicas({ configured: model.replicas, engine: model.engine, threads: model.threads, gpuLayers: model.gpuLayers, modelPath });
-            if (decision.reason) logger?.info(`model ${model.id ?? model.path}: ${decision.replicas} engine ${decision.replicas === 1 ? "copy" : "copies"} (replicas auto: ${decision.reason})`);
-            return decision.replicas;
-        });
-        resolvedReplicas.set(model, replicas);
-        replicas.catch(() => resolvedReplicas.delete(model));
-    }
-    return replicas;
-}
+const resolveOnce = oncePerConfig((model, logger) => resolveModelPath(model, logger));
+
+/** `replicas: auto` resolved for this machine and file, and explained in the log. */
+const replicasOnce = oncePerConfig(async (model, logger) => {
+    const modelPath = await resolveOnce(model, logger);
+    const decision = await chooseReplicas({ configured: model.replicas, engine: model.engine, threads: model.threads, gpuLayers: model.gpuLayers, modelPath });
+    if (decision.reason) logger?.info(`model ${model.id ?? model.path}: ${decision.replicas} engine ${decision.replicas === 1 ? "copy" : "copies"} (replicas auto: ${decision.reason})`);
+    return decision.replicas;
+});
 
 /** Reads the GGUF header and sizes weights plus KV cache for the model's configuration. */
 export function defaultMemoryEstimator(logger?: Logger): MemoryEstimator {

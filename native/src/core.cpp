@@ -115,7 +115,9 @@ struct ContextPlan {
     llama_context_params params{};
 };
 
-static ContextPlan plan_context(const LoadParams & p, int32_t n_ctx_train, bool causal, int pooling) {
+/** `p.pooling` is the pooling the context is created with (never -1 here). */
+static ContextPlan plan_context(const LoadParams & p, int32_t n_ctx_train, bool causal) {
+    const int pooling = p.pooling;
     ContextPlan plan;
     plan.causal = causal;
     uint32_t n_batch = (uint32_t) std::max(1, p.batchSize > 0 ? p.batchSize : 2048);
@@ -259,7 +261,7 @@ std::shared_ptr<Core> Core::Load(const LoadParams & p, std::string & error) {
 
     // Create the context; an encoder without a KV cache always runs non-causally, in which
     // case the plan is redone if it assumed otherwise.
-    ContextPlan plan = plan_context(cparams_in, info.nCtxTrain, causal_meta, context_pooling(pooling));
+    ContextPlan plan = plan_context(cparams_in, info.nCtxTrain, causal_meta);
     for (int attempt = 0; attempt < 3; ++attempt) {
         BeginErrorCapture();
         try {
@@ -290,7 +292,7 @@ std::shared_ptr<Core> Core::Load(const LoadParams & p, std::string & error) {
         core->ctx_ = nullptr;
         last_token_only = last_token_only && causal;
         cparams_in.pooling = context_pooling(pooling);
-        plan = plan_context(cparams_in, info.nCtxTrain, causal, context_pooling(pooling));
+        plan = plan_context(cparams_in, info.nCtxTrain, causal);
         if (attempt == 2) {
             error = "could not settle the embedding context parameters";
             core->Free();

@@ -10,7 +10,7 @@ import {
 } from "node-llama-cpp";
 import type { Engine, EngineBackendInfo, EngineLoadOptions, EngineModelInfo, GpuBackend, SpecialTokens } from "./engine.js";
 import { archValue, fileTypeName, poolingFromId } from "./ggufNames.js";
-import { blockMacsPerToken, SMALL_MODEL_MACS_PER_TOKEN } from "./replicaPlan.js";
+import { blockMacsOf, SMALL_MODEL_MACS_PER_TOKEN } from "./replicaPlan.js";
 
 let llamaPromise: Promise<Llama> | undefined;
 
@@ -67,7 +67,7 @@ export class LlamaCppEngine implements Engine {
             // (measured on 2 cores: 101 vs 61 embeddings/s under load). A large model gains nothing
             // from it and a lone request would get only its share of the threads (Qwen3-0.6B shape:
             // 3.3 vs 5.9 embeddings/s one at a time), and on a GPU one context saturates it.
-            const small = (await blockMacsPerToken(options.modelPath).catch(() => 0)) <= SMALL_MODEL_MACS_PER_TOKEN;
+            const small = blockMacsOf(model.fileInfo) <= SMALL_MODEL_MACS_PER_TOKEN;
             const poolSize = onGpu || !small ? 1 : Math.max(1, Math.min(options.maxSequences ?? 4, threads, 4));
             const threadsPerContext = onGpu ? threads : Math.max(1, Math.floor(threads / poolSize));
             const contexts: LlamaEmbeddingContext[] = [];

@@ -1,6 +1,7 @@
 import { availableParallelism } from "node:os";
-import { readGgufFileInfo } from "node-llama-cpp";
+import type { GgufFileInfo } from "node-llama-cpp";
 import type { EngineChoice } from "./createEngine.js";
+import { readGgufHeader } from "./ggufHeader.js";
 import { loadNativeBinding } from "./nativeBinding.js";
 
 /**
@@ -15,7 +16,11 @@ export const SMALL_MODEL_MACS_PER_TOKEN = 100e6;
 
 /** Multiply-accumulates per token in the blocks' weight matrices (every 2-D `blk.*` tensor). */
 export async function blockMacsPerToken(path: string): Promise<number> {
-    const info = await readGgufFileInfo(path, { logWarnings: false });
+    return blockMacsOf(await readGgufHeader(path));
+}
+
+/** The same, from a header already read (a loaded node-llama-cpp model carries one). */
+export function blockMacsOf(info: GgufFileInfo): number {
     let macs = 0;
     for (const t of info.fullTensorInfo ?? []) {
         if (!t.name.startsWith("blk.") || t.dimensions.length !== 2) continue;

@@ -1,5 +1,6 @@
 import { stat } from "node:fs/promises";
-import { GgufInsights, readGgufFileInfo } from "node-llama-cpp";
+import { GgufInsights } from "node-llama-cpp";
+import { readGgufHeader } from "../engine/ggufHeader.js";
 import { archValue, fileTypeName, poolingFromId } from "../engine/ggufNames.js";
 import { estimateModelMemory, type MemoryEstimate } from "./memoryEstimate.js";
 
@@ -21,7 +22,7 @@ export interface ModelInspection {
 
 /** Reads a GGUF header and describes what serving it would mean. No weights are loaded. */
 export async function inspectModel(path: string, options: { contextSize?: number; batchSize?: number; sequences?: number } = {}): Promise<ModelInspection> {
-    const info = await readGgufFileInfo(path, { logWarnings: false });
+    const info = await readGgufHeader(path);
     const insights = await GgufInsights.from(info);
     const meta = info.metadata as unknown as Record<string, Record<string, unknown> | undefined>;
     const general = meta.general ?? {};

@@ -1,4 +1,5 @@
-import { GgufInsights, readGgufFileInfo } from "node-llama-cpp";
+import { GgufInsights } from "node-llama-cpp";
+import { readGgufHeader } from "../engine/ggufHeader.js";
 import { archValue } from "../engine/ggufNames.js";
 
 export interface MemoryEstimate {
@@ -23,7 +24,7 @@ export interface MemoryEstimateOptions {
  * insights), so a model that cannot fit is refused before anything is allocated.
  */
 export async function estimateModelMemory(path: string, options: MemoryEstimateOptions = {}): Promise<MemoryEstimate & { trainContextSize: number; layers: number }> {
-    const info = await readGgufFileInfo(path, { logWarnings: false });
+    const info = await readGgufHeader(path);
     const insights = await GgufInsights.from(info);
     const layers = insights.totalLayers;
     const gpuLayers = typeof options.gpuLayers === "number" ? Math.min(options.gpuLayers, layers) : 0;

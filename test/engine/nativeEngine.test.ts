@@ -13,6 +13,7 @@ import { getLlama, LlamaLogLevel, type Llama, type Token } from "node-llama-cpp"
 import { loadNativeBinding } from "../../src/engine/nativeBinding.js";
 import { NativeEngine } from "../../src/engine/nativeEngine.js";
 import { ensureTestModel, type TestModelPreset } from "../fixtures/testModels.js";
+import { PLAIN_TEXTS } from "../fixtures/texts.js";
 import { cosineSimilarity as cosine } from "../../src/core/vectors.js";
 
 const execFileAsync = promisify(execFile);
@@ -21,11 +22,7 @@ const binding = loadNativeBinding();
 const skip = binding.addon ? false : `native addon not built: ${binding.reason}`;
 
 const TEXTS = [
-    "Hello world",
-    "The quick brown fox jumps over the lazy dog.",
-    "Quantum chromodynamics describes the strong interaction between quarks and gluons.",
-    "I would like a large pizza with mushrooms, please.",
-    "Der Vertrag wurde gestern unterschrieben.",
+    ...PLAIN_TEXTS,
     "a",
     "Embeddings map text to vectors so that similar meanings end up close together in the space, " +
         "which makes semantic search, clustering and deduplication possible without keyword overlap.",
