@@ -89,6 +89,17 @@ describe("config loading", () => {
         expectConfigError(() => loadConfig({ env: {}, flags: { "model.path": "m", "limits.truncate": "maybe" } }), /limits\.truncate/, /true or false/);
     });
 
+    it("model.replicas takes auto (the default) or 1-64, and a bad value says so", () => {
+        assert.equal(loadConfig({ env: {}, flags: { "model.path": "m" } }).models[0]!.replicas, "auto");
+        assert.equal(loadConfig({ env: {}, flags: { "model.path": "m", "model.replicas": "2" } }).models[0]!.replicas, 2);
+        assert.equal(loadConfig({ env: { EMBEDDING_SERVER_MODEL_REPLICAS: "auto" }, flags: { "model.path": "m" } }).models[0]!.replicas, "auto");
+        expectConfigError(() => loadConfig({ env: {}, flags: { "model.path": "m", "model.replicas": "0" } }), /models\.0\.replicas/, /= 0/, />=1/);
+        expectConfigError(() => loadConfig({ env: {}, flags: { "model.path": "m", "model.replicas": "65" } }), /models\.0\.replicas/, /<=64/);
+        expectConfigError(() => loadConfig({ env: {}, flags: { "model.path": "m", "model.replicas": "many" } }), /models\.0\.replicas/, /"many"/, /whole number or "auto"/);
+        expectConfigError(() => loadConfig({ file: file("r.yaml", "model:\n  path: m\n  replicas: lots\n"), env: {} }), /models\.0\.replicas/, /whole number or "auto"/);
+        expectConfigError(() => loadConfig({ env: {}, flags: { "model.path": "m", "model.gpuLayers": "most" } }), /models\.0\.gpuLayers/, /whole number or "auto" or "max"/);
+    });
+
     it("no model is a clear error", () => {
         expectConfigError(() => loadConfig({ env: {} }), /models/, /model\.path|--model/);
     });

@@ -60,6 +60,15 @@ function readFile(file: string): Obj {
     }
 }
 
+/** zod only says "Invalid input" for a union; say what a number-or-keyword key takes. */
+function unionExpectation(issuePath: readonly PropertyKey[]): string | undefined {
+    // models.<i>.<key> is documented as model.<key>
+    const path = issuePath[0] === "models" ? ["model", ...issuePath.slice(2)].join(".") : issuePath.join(".");
+    const key = CONFIG_KEYS.find((k) => k.path === path);
+    if (key?.kind !== "number|enum") return undefined;
+    return `expected a whole number or ${key.values!.map((v) => JSON.stringify(v)).join(" or ")}`;
+}
+
 /** Turns a string from env or argv into the key's type; returns an error message when it can't. */
 function coerce(key: ConfigKey, raw: unknown, origin: string): { value?: unknown; error?: string } {
     if (typeof raw !== "string") return { value: raw };
@@ -177,7 +186,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
         const lines = result.error.issues.map((issue) => {
             const path = issue.path.length ? issue.path.join(".") : "(top level)";
             const unknown = issue.code === "unrecognized_keys" ? ` (unknown keys: ${issue.keys.join(", ")})` : "";
-            return `${path} = ${describeValue(merged, issue.path)}: ${issue.message}${unknown}`;
+            return `${path} = ${describeValue(merged, issue.path)}: ${issue.code === "invalid_union" ? unionExpectation(issue.path) ?? issue.message : issue.message}${unknown}`;
         });
         throw new ConfigError(lines, options.file);
     }
